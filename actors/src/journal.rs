@@ -1,0 +1,356 @@
+//! The journal writer: group commit of actor events (DESIGN.md section 4).
+//!
+//! Actors hand their events to a [`JournalHandle`] without waiting. One writer task takes
+//! submissions in arrival order and commits them in batches, each batch one transaction
+//! through the [`JournalStore`]. A batch closes when it holds `batch_max` submissions or when
+//! `batch_window` has passed since its first one; while a batch commits, the next one fills.
+//! Only after a batch commits are its submissions acknowledged and its events handed to the
+//! [`EventSink`] (fanout). If it fails, every submission in it is failed and every actor
+//! incarnation with events in it is reset; later submissions of those incarnations are
+//! failed without being written, so nothing that depended on a lost change is kept.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::ActorError;
+
+/// Which actor incarnation produced a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorStamp {
+    pub kind: &'static str,
+    pub id: String,
+    /// Unique per activation on this node; never reused.
+    pub incarnation: u64,
+    /// The fencing epoch this activation raised in the store; the store refuses a batch
+    /// carrying an epoch older than the stored one.
+    pub epoch: i64,
+}
+
+/// An idempotency key and the reply to replay for it, written in the same batch as the effect.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub fingerprint: String,
+    /// The reply, JSON-encoded.
+    pub reply: Vec<u8>,
+}
+
+type Completion = Box<dyn FnOnce(Result<(), ActorError>) + Send + Sync>;
+type Reset = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// One actor's contribution to a batch.
+pub struct Submission<E> {
+    /// `None` for a flush barrier.
+    pub actor: Option<ActorStamp>,
+    pub events: Vec<E>,
+    pub idempotency: Option<IdempotencyRecord>,
+    completion: Completion,
+    reset: Option<Reset>,
+}
+
+impl<E> Submission<E> {
+    /// True when there is nothing to write (a read barrier or a flush).
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.idempotency.is_none()
+    }
+}
+
+/// Events of one actor incarnation that are now durable.
+#[derive(Debug)]
+pub struct Committed<E> {
+    pub actor: ActorStamp,
+    pub events: Vec<E>,
+}
+
+/// Why a batch did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// These incarnations were fenced off (their epoch is stale); the rest of the batch may be
+    /// retried without them. Nothing was written.
+    #[error("fenced: {0:?}")]
+    Fenced(Vec<u64>),
+    /// The transaction failed; nothing was written.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Durable storage for batches. One call is one transaction: all of it or nothing.
+#[async_trait]
+pub trait JournalStore<E>: Send + Sync + 'static {
+    async fn commit(&self, batch: &[Submission<E>]) -> Result<(), CommitError>;
+}
+
+/// Receives committed events in commit order (fanout, post-commit effects).
+#[async_trait]
+pub trait EventSink<E>: Send + Sync + 'static {
+    async fn committed(&self, batch: Vec<Committed<E>>);
+}
+
+/// A sink that drops everything.
+pub struct NoSink;
+
+#[async_trait]
+impl<E: Send + 'static> EventSink<E> for NoSink {
+    async fn committed(&self, _batch: Vec<Committed<E>>) {}
+}
+
+/// Observes batches, for metrics.
+pub trait JournalObserver: Send + Sync + 'static {
+    fn batch(&self, submissions: usize, events: usize, commit_time: Duration, ok: bool);
+}
+
+impl JournalObserver for () {
+    fn batch(&self, _: usize, _: usize, _: Duration, _: bool) {}
+}
+
+/// The writer's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct JournalSettings {
+    /// Most submissions in one batch.
+    pub batch_max: usize,
+    /// Longest a batch waits for more submissions after its first one.
+    pub batch_window: Duration,
+    /// Most submissions waiting for the writer; a full queue answers `Busy`.
+    pub queue_max: usize,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        JournalSettings {
+            batch_max: 1024,
+            batch_window: Duration::from_millis(2),
+            queue_max: 65_536,
+        }
+    }
+}
+
+/// How many failed incarnations the writer remembers. Their stragglers arrive right after the
+/// failure (they were queued before the reset), so a short memory is enough.
+const POISONED_REMEMBERED_MAX: usize = 4096;
+
+/// Where actors send their events. Cheap to clone.
+pub struct JournalHandle<E> {
+    tx: mpsc::Sender<Submission<E>>,
+}
+
+impl<E> Clone for JournalHandle<E> {
+    fn clone(&self) -> Self {
+        JournalHandle {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// A reserved place in the journal queue: take it before applying a command, so that a full
+/// queue refuses the command before anything changes in memory.
+pub struct Slot<'a, E> {
+    permit: mpsc::Permit<'a, Submission<E>>,
+}
+
+impl<E: Send + 'static> JournalHandle<E> {
+    /// Reserve a place, or `Busy` at once when the queue is full.
+    pub fn reserve(&self) -> Result<Slot<'_, E>, ActorError> {
+        match self.tx.try_reserve() {
+            Ok(permit) => Ok(Slot { permit }),
+            Err(mpsc::error::TrySendError::Full(())) => Err(ActorError::Busy("journal")),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(ActorError::ShuttingDown),
+        }
+    }
+
+    /// Wait until everything submitted before this call is committed (or failed).
+    pub async fn flush(&self) -> Result<(), ActorError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let submission = Submission {
+            actor: None,
+            events: Vec::new(),
+            idempotency: None,
+            completion: Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+            reset: None,
+        };
+        self.tx
+            .send(submission)
+            .await
+            .map_err(|_| ActorError::ShuttingDown)?;
+        rx.await.map_err(|_| ActorError::ShuttingDown)?
+    }
+}
+
+impl<E> Slot<'_, E> {
+    /// Hand events to the writer. `completion` runs on the writer task once the batch holding
+    /// them settled: keep it cheap. `reset` is called with the incarnation if the batch failed.
+    pub fn submit(
+        self,
+        actor: ActorStamp,
+        events: Vec<E>,
+        idempotency: Option<IdempotencyRecord>,
+        completion: impl FnOnce(Result<(), ActorError>) + Send + Sync + 'static,
+        reset: Arc<dyn Fn(u64) + Send + Sync>,
+    ) {
+        self.permit.send(Submission {
+            actor: Some(actor),
+            events,
+            idempotency,
+            completion: Box::new(completion),
+            reset: Some(reset),
+        });
+    }
+}
+
+/// Start the writer task on the current tokio runtime. It ends when every handle is dropped,
+/// after committing what was queued.
+pub fn spawn_writer<E, S, K, O>(
+    settings: JournalSettings,
+    store: Arc<S>,
+    sink: Arc<K>,
+    observer: Arc<O>,
+) -> (JournalHandle<E>, tokio::task::JoinHandle<()>)
+where
+    E: Send + Sync + 'static,
+    S: JournalStore<E> + ?Sized,
+    K: EventSink<E> + ?Sized,
+    O: JournalObserver + ?Sized,
+{
+    let (tx, rx) = mpsc::channel(settings.queue_max.max(1));
+    let writer = Writer {
+        settings,
+        store,
+        sink,
+        observer,
+        rx,
+        poisoned: HashSet::new(),
+        poisoned_order: VecDeque::new(),
+    };
+    let task = tokio::spawn(writer.run());
+    (JournalHandle { tx }, task)
+}
+
+struct Writer<E, S: ?Sized, K: ?Sized, O: ?Sized> {
+    settings: JournalSettings,
+    store: Arc<S>,
+    sink: Arc<K>,
+    observer: Arc<O>,
+    rx: mpsc::Receiver<Submission<E>>,
+    poisoned: HashSet<u64>,
+    poisoned_order: VecDeque<u64>,
+}
+
+impl<E, S, K, O> Writer<E, S, K, O>
+where
+    E: Send + Sync + 'static,
+    S: JournalStore<E> + ?Sized,
+    K: EventSink<E> + ?Sized,
+    O: JournalObserver + ?Sized,
+{
+    async fn run(mut self) {
+        let batch_max = self.settings.batch_max.max(1);
+        let mut batch = Vec::with_capacity(batch_max);
+        while let Some(first) = self.rx.recv().await {
+            batch.push(first);
+            let deadline = tokio::time::Instant::now() + self.settings.batch_window;
+            while batch.len() < batch_max {
+                // Take what is already queued without waiting, then wait out the window.
+                match self.rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        Ok(None) | Err(_) => break,
+                    },
+                }
+            }
+            self.settle(std::mem::take(&mut batch)).await;
+        }
+        tracing::debug!("journal writer stopped: every handle dropped");
+    }
+
+    /// Commit one batch and release or fail its submissions.
+    async fn settle(&mut self, batch: Vec<Submission<E>>) {
+        let (mut live, doomed): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| {
+            s.actor
+                .as_ref()
+                .is_none_or(|a| !self.poisoned.contains(&a.incarnation))
+        });
+        for submission in doomed {
+            (submission.completion)(Err(ActorError::NotStored(
+                "an earlier change of this entity failed to commit".into(),
+            )));
+        }
+        if live.iter().all(Submission::is_empty) {
+            // Nothing to write: earlier batches have all settled, so barriers are released.
+            self.release(live).await;
+            return;
+        }
+        let mut result = self.commit(&live).await;
+        if let Err(CommitError::Fenced(fenced)) = &result {
+            let fenced: HashSet<u64> = fenced.iter().copied().collect();
+            tracing::warn!(
+                count = fenced.len(),
+                "journal batch fenced; retrying without them"
+            );
+            let (kept, stale): (Vec<_>, Vec<_>) = live.into_iter().partition(|s| {
+                s.actor
+                    .as_ref()
+                    .is_none_or(|a| !fenced.contains(&a.incarnation))
+            });
+            self.fail(stale, "this entity is now owned by a newer activation");
+            live = kept;
+            result = self.commit(&live).await;
+        }
+        match result {
+            Ok(()) => self.release(live).await,
+            Err(error) => {
+                tracing::error!(%error, submissions = live.len(), "journal batch failed");
+                self.fail(live, "the batch holding this change failed to commit");
+            }
+        }
+    }
+
+    async fn commit(&self, batch: &[Submission<E>]) -> Result<(), CommitError> {
+        let started = Instant::now();
+        let result = self.store.commit(batch).await;
+        let events = batch.iter().map(|s| s.events.len()).sum();
+        self.observer
+            .batch(batch.len(), events, started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn release(&self, batch: Vec<Submission<E>>) {
+        let mut committed = Vec::with_capacity(batch.len());
+        for submission in batch {
+            (submission.completion)(Ok(()));
+            if let Some(actor) = submission.actor {
+                if !submission.events.is_empty() {
+                    committed.push(Committed {
+                        actor,
+                        events: submission.events,
+                    });
+                }
+            }
+        }
+        if !committed.is_empty() {
+            self.sink.committed(committed).await;
+        }
+    }
+
+    fn fail(&mut self, batch: Vec<Submission<E>>, why: &str) {
+        for submission in batch {
+            if let (Some(actor), Some(reset)) = (&submission.actor, &submission.reset) {
+                if self.poisoned.insert(actor.incarnation) {
+                    self.poisoned_order.push_back(actor.incarnation);
+                    reset(actor.incarnation);
+                }
+            }
+            (submission.completion)(Err(ActorError::NotStored(why.to_owned())));
+        }
+        while self.poisoned_order.len() > POISONED_REMEMBERED_MAX {
+            if let Some(old) = self.poisoned_order.pop_front() {
+                self.poisoned.remove(&old);
+            }
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! Activation, routing, passivation and reset of entity actors (DESIGN.md section 3).
+//!
+//! A [`Registry`] maps ids to live actors. The first command for an id starts its actor on one
+//! of a fixed pool of arbiters (threads), chosen by hashing the id; the actor loads its state
+//! before it reads its first message, so commands that arrive meanwhile wait in its mailbox.
+//! The map's entry lock makes activation single per id, however many first commands race.
+//! An actor with nothing in flight that was idle for `passivate_after` stops itself; a batch
+//! failure stops it at once (reset), and the next command activates a fresh incarnation that
+//! reloads from the store.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use dashmap::DashMap;
+use tokio::sync::oneshot;
+
+use crate::entity::Entity;
+use crate::idempotency::{KeyState, SeenKeys};
+use crate::journal::{ActorStamp, IdempotencyRecord, JournalHandle};
+use crate::{ActorError, IdempotencyKey, Request};
+
+/// An entity's state as loaded from the store, with the fencing epoch its activation raised.
+pub struct Loaded<A> {
+    pub state: A,
+    pub epoch: i64,
+}
+
+/// A reply stored with an idempotency key.
+#[derive(Debug, Clone)]
+pub struct StoredReply {
+    pub fingerprint: String,
+    /// JSON-encoded reply.
+    pub reply: Vec<u8>,
+}
+
+/// What the runtime needs from the store to activate an entity.
+#[async_trait]
+pub trait Loader<A: Entity>: Send + Sync + 'static {
+    /// Load the entity (snapshot plus anything after it) and raise its fencing epoch, so that
+    /// batches from any older activation are refused from now on.
+    async fn load(&self, id: &A::Id) -> Result<Loaded<A>, String>;
+
+    /// The stored reply for a key, if a command with it was committed.
+    async fn stored_reply(
+        &self,
+        id: &A::Id,
+        key: &IdempotencyKey,
+    ) -> Result<Option<StoredReply>, String>;
+}
+
+/// A fixed pool of arbiters (threads running actors), shared by every registry of a node.
+#[derive(Clone)]
+pub struct ArbiterPool {
+    arbiters: Arc<Vec<ArbiterHandle>>,
+}
+
+impl ArbiterPool {
+    /// Start `size` arbiters. Must be called inside a running actix system.
+    pub fn start(size: usize) -> Self {
+        let arbiters = (0..size.max(1)).map(|_| Arbiter::new().handle()).collect();
+        ArbiterPool {
+            arbiters: Arc::new(arbiters),
+        }
+    }
+
+    fn pick(&self, key: &impl Hash) -> &ArbiterHandle {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        let index = (hasher.finish() % self.arbiters.len() as u64) as usize;
+        &self.arbiters[index]
+    }
+
+    /// Stop every arbiter (at shutdown, after the actors' work is flushed).
+    pub fn stop(&self) {
+        for arbiter in self.arbiters.iter() {
+            arbiter.stop();
+        }
+    }
+}
+
+/// A registry's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistrySettings {
+    /// Messages an actor's mailbox holds; one more is answered `Busy` at once.
+    pub mailbox_capacity: usize,
+    /// An actor idle this long, with nothing in flight, stops and frees its memory.
+    pub passivate_after: Duration,
+    /// Idempotency keys an incarnation remembers in memory (older ones are in the store).
+    pub keys_remembered_max: usize,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        RegistrySettings {
+            mailbox_capacity: 1024,
+            passivate_after: Duration::from_secs(300),
+            keys_remembered_max: 4096,
+        }
+    }
+}
+
+/// Counts for metrics.
+#[derive(Debug, Default)]
+pub struct RegistryStats {
+    pub activations: AtomicU64,
+    pub passivations: AtomicU64,
+    pub resets: AtomicU64,
+    pub busy: AtomicU64,
+}
+
+type Reply<A> = Result<<A as Entity>::Reply, ActorError>;
+
+struct Slot<A: Entity, E: Send + Sync + 'static>
+where
+    A::Event: Into<E>,
+{
+    addr: Addr<EntityActor<A, E>>,
+    incarnation: u64,
+}
+
+struct Inner<A: Entity, E: Send + Sync + 'static>
+where
+    A::Event: Into<E>,
+{
+    actors: DashMap<A::Id, Slot<A, E>>,
+    pool: ArbiterPool,
+    loader: Arc<dyn Loader<A>>,
+    journal: JournalHandle<E>,
+    settings: RegistrySettings,
+    stats: RegistryStats,
+}
+
+/// The live actors of one entity kind.
+pub struct Registry<A: Entity, E: Send + Sync + 'static>
+where
+    A::Event: Into<E>,
+{
+    inner: Arc<Inner<A, E>>,
+}
+
+impl<A: Entity, E: Send + Sync + 'static> Clone for Registry<A, E>
+where
+    A::Event: Into<E>,
+{
+    fn clone(&self) -> Self {
+        Registry {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// Incarnation numbers are unique across every registry of the process.
+static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
+
+impl<A, E> Registry<A, E>
+where
+    A: Entity,
+    A::Event: Into<E>,
+    E: Send + Sync + 'static,
+{
+    pub fn new(
+        pool: ArbiterPool,
+        loader: Arc<dyn Loader<A>>,
+        journal: JournalHandle<E>,
+        settings: RegistrySettings,
+    ) -> Self {
+        Registry {
+            inner: Arc::new(Inner {
+                actors: DashMap::new(),
+                pool,
+                loader,
+                journal,
+                settings,
+                stats: RegistryStats::default(),
+            }),
+        }
+    }
+
+    /// Live actors right now.
+    pub fn len(&self) -> usize {
+        self.inner.actors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.actors.is_empty()
+    }
+
+    pub fn stats(&self) -> &RegistryStats {
+        &self.inner.stats
+    }
+
+    /// Send a command to the entity's actor and wait for its durable reply.
+    pub async fn ask(&self, id: A::Id, request: Request<A::Command>) -> Reply<A> {
+        let mut request = request;
+        // A command goes round at most three times: a stale address (the actor stopped
+        // between lookup and send) and a second store lookup are each needed at most once.
+        for _ in 0..3 {
+            let store_checked_at = Instant::now();
+            if let Some((key, fingerprint)) = &request.idempotency {
+                if let Some(reply) = self.stored_reply(&id, key, fingerprint).await? {
+                    return Ok(reply);
+                }
+            }
+            let (addr, incarnation) = self.activate(&id);
+            let (tx, rx) = oneshot::channel();
+            let envelope = Envelope {
+                request,
+                store_checked_at,
+                reply: tx,
+            };
+            match addr.try_send(envelope) {
+                Ok(()) => {}
+                Err(SendError::Full(_)) => {
+                    self.inner.stats.busy.fetch_add(1, Ordering::Relaxed);
+                    return Err(ActorError::Busy("mailbox"));
+                }
+                Err(SendError::Closed(envelope)) => {
+                    self.forget(&id, incarnation);
+                    request = envelope.request;
+                    continue;
+                }
+            }
+            match rx.await {
+                Ok(Answer::Done(reply)) => return reply,
+                Ok(Answer::LookAgain(back)) => request = back,
+                // The actor stopped (reset or failed load) before it read the command.
+                Err(_) => return Err(ActorError::Unavailable("entity was reset".into())),
+            }
+        }
+        Err(ActorError::Unavailable("entity kept restarting".into()))
+    }
+
+    /// Deliver a command to the actor only if it is live (for post-commit effects on other
+    /// entities: an inactive actor will load them from the store when it activates).
+    pub fn tell_if_live(&self, id: &A::Id, request: Request<A::Command>) {
+        if let Some(slot) = self.inner.actors.get(id) {
+            let (tx, _rx) = oneshot::channel();
+            slot.addr.do_send(Envelope {
+                request,
+                store_checked_at: Instant::now(),
+                reply: tx,
+            });
+        }
+    }
+
+    async fn stored_reply(
+        &self,
+        id: &A::Id,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> Result<Option<A::Reply>, ActorError> {
+        let stored = self
+            .inner
+            .loader
+            .stored_reply(id, key)
+            .await
+            .map_err(ActorError::Unavailable)?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        if stored.fingerprint != fingerprint {
+            return Err(ActorError::KeyReused);
+        }
+        serde_json::from_slice(&stored.reply)
+            .map(Some)
+            .map_err(|e| ActorError::Unavailable(format!("stored reply unreadable: {e}")))
+    }
+
+    fn activate(&self, id: &A::Id) -> (Addr<EntityActor<A, E>>, u64) {
+        let entry = self.inner.actors.entry(id.clone()).or_insert_with(|| {
+            let incarnation = NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed);
+            let actor = EntityActor::<A, E> {
+                id: id.clone(),
+                state: None,
+                incarnation,
+                epoch: 0,
+                registry: Arc::downgrade(&self.inner),
+                inflight: Arc::new(AtomicUsize::new(0)),
+                last_active: Instant::now(),
+                keys: SeenKeys::new(self.inner.settings.keys_remembered_max),
+            };
+            let capacity = self.inner.settings.mailbox_capacity;
+            let arbiter = self.inner.pool.pick(id);
+            let addr = EntityActor::start_in_arbiter(arbiter, move |ctx| {
+                ctx.set_mailbox_capacity(capacity);
+                actor
+            });
+            self.inner.stats.activations.fetch_add(1, Ordering::Relaxed);
+            Slot { addr, incarnation }
+        });
+        (entry.addr.clone(), entry.incarnation)
+    }
+
+    fn forget(&self, id: &A::Id, incarnation: u64) {
+        self.inner
+            .actors
+            .remove_if(id, |_, slot| slot.incarnation == incarnation);
+    }
+}
+
+enum Answer<A: Entity> {
+    Done(Reply<A>),
+    /// The actor activated after the caller looked the key up; look again.
+    LookAgain(Request<A::Command>),
+}
+
+struct Envelope<A: Entity> {
+    request: Request<A::Command>,
+    store_checked_at: Instant,
+    reply: oneshot::Sender<Answer<A>>,
+}
+
+impl<A: Entity> Message for Envelope<A> {
+    type Result = ();
+}
+
+struct ResetNow;
+
+impl Message for ResetNow {
+    type Result = ();
+}
+
+struct EntityActor<A: Entity, E: Send + Sync + 'static>
+where
+    A::Event: Into<E>,
+{
+    id: A::Id,
+    /// `None` until loaded.
+    state: Option<A>,
+    incarnation: u64,
+    epoch: i64,
+    registry: Weak<Inner<A, E>>,
+    /// Submissions of this incarnation not yet settled by the journal.
+    inflight: Arc<AtomicUsize>,
+    last_active: Instant,
+    keys: SeenKeys<A::Reply>,
+}
+
+impl<A, E> Actor for EntityActor<A, E>
+where
+    A: Entity,
+    A::Event: Into<E>,
+    E: Send + Sync + 'static,
+{
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(registry) = self.registry.upgrade() else {
+            ctx.stop();
+            return;
+        };
+        let loader = Arc::clone(&registry.loader);
+        let id = self.id.clone();
+        let load = async move { loader.load(&id).await };
+        // `wait` holds every message back until the state is in memory.
+        ctx.wait(load.into_actor(self).map(|loaded, actor, ctx| match loaded {
+            Ok(loaded) => {
+                actor.state = Some(loaded.state);
+                actor.epoch = loaded.epoch;
+                actor.last_active = Instant::now();
+            }
+            Err(error) => {
+                tracing::error!(kind = A::KIND, id = %actor.id, %error, "activation failed");
+                ctx.stop();
+            }
+        }));
+        let passivate_after = registry.settings.passivate_after;
+        let check_every = (passivate_after / 4).max(Duration::from_millis(10));
+        ctx.run_interval(check_every, move |actor, ctx| {
+            let idle = actor.last_active.elapsed() >= passivate_after;
+            if idle && actor.inflight.load(Ordering::Acquire) == 0 {
+                if let Some(registry) = actor.registry.upgrade() {
+                    registry.stats.passivations.fetch_add(1, Ordering::Relaxed);
+                }
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Some(registry) = self.registry.upgrade() {
+            let incarnation = self.incarnation;
+            registry
+                .actors
+                .remove_if(&self.id, |_, slot| slot.incarnation == incarnation);
+        }
+    }
+}
+
+impl<A, E> Handler<ResetNow> for EntityActor<A, E>
+where
+    A: Entity,
+    A::Event: Into<E>,
+    E: Send + Sync + 'static,
+{
+    type Result = ();
+
+    fn handle(&mut self, _: ResetNow, ctx: &mut Context<Self>) {
+        // Drop the state first: nothing more is decided against it, even if a message is
+        // processed before the stop takes effect.
+        self.state = None;
+        ctx.stop();
+    }
+}
+
+impl<A, E> Handler<Envelope<A>> for EntityActor<A, E>
+where
+    A: Entity,
+    A::Event: Into<E>,
+    E: Send + Sync + 'static,
+{
+    type Result = ();
+
+    fn handle(&mut self, envelope: Envelope<A>, ctx: &mut Context<Self>) {
+        self.last_active = Instant::now();
+        let Envelope {
+            request,
+            store_checked_at,
+            reply,
+        } = envelope;
+        let Some(registry) = self.registry.upgrade() else {
+            let _ = reply.send(Answer::Done(Err(ActorError::ShuttingDown)));
+            return;
+        };
+        if self.state.is_none() {
+            let _ = reply.send(Answer::Done(Err(ActorError::Unavailable(
+                "entity is being reset".into(),
+            ))));
+            return;
+        }
+        let Request {
+            command,
+            idempotency,
+        } = request;
+        if let Some((key, fingerprint)) = &idempotency {
+            match self.keys.check(key, fingerprint, store_checked_at) {
+                KeyState::New => {}
+                KeyState::Reused => {
+                    let _ = reply.send(Answer::Done(Err(ActorError::KeyReused)));
+                    return;
+                }
+                KeyState::LookAgain => {
+                    let _ = reply.send(Answer::LookAgain(Request {
+                        command,
+                        idempotency,
+                    }));
+                    return;
+                }
+                KeyState::Seen(mut outcome) => {
+                    // Same key, in flight or settled: answer with the first one's outcome.
+                    ctx.spawn(
+                        async move {
+                            let settled = outcome.wait_for(Option::is_some).await.ok();
+                            let answer = settled
+                                .and_then(|s| s.clone())
+                                .unwrap_or(Err(ActorError::Unavailable("entity was reset".into())));
+                            let _ = reply.send(Answer::Done(answer));
+                        }
+                        .into_actor(self),
+                    );
+                    return;
+                }
+            }
+        }
+        let slot = match registry.journal.reserve() {
+            Ok(slot) => slot,
+            Err(busy) => {
+                let _ = reply.send(Answer::Done(Err(busy)));
+                return;
+            }
+        };
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        let outcome = state.handle(command);
+        let settle = idempotency.map(|(key, fingerprint)| {
+            let record = IdempotencyRecord {
+                key: key.as_str().to_owned(),
+                fingerprint: fingerprint.clone(),
+                reply: serde_json::to_vec(&outcome.reply).unwrap_or_default(),
+            };
+            (record, self.keys.insert(key, fingerprint))
+        });
+        let nothing_to_write = outcome.events.is_empty() && settle.is_none();
+        if nothing_to_write && self.inflight.load(Ordering::Acquire) == 0 {
+            // Nothing of this entity is waiting to commit, so the answer shows only durable
+            // state and can go at once.
+            let _ = reply.send(Answer::Done(Ok(outcome.reply)));
+            return;
+        }
+        let (record, settled) = match settle {
+            Some((record, settled)) => (Some(record), Some(settled)),
+            None => (None, None),
+        };
+        let stamp = ActorStamp {
+            kind: A::KIND,
+            id: self.id.to_string(),
+            incarnation: self.incarnation,
+            epoch: self.epoch,
+        };
+        let inflight = Arc::clone(&self.inflight);
+        inflight.fetch_add(1, Ordering::AcqRel);
+        let answer = outcome.reply;
+        let completion = move |result: Result<(), ActorError>| {
+            inflight.fetch_sub(1, Ordering::AcqRel);
+            let result = result.map(|()| answer);
+            if let Some(settled) = settled {
+                let _ = settled.send(Some(result.clone()));
+            }
+            let _ = reply.send(Answer::Done(result));
+        };
+        let events = outcome.events.into_iter().map(Into::into).collect();
+        let addr = ctx.address();
+        let reset = Arc::new(move |_incarnation: u64| addr.do_send(ResetNow));
+        slot.submit(stamp, events, record, completion, reset);
+    }
+}

@@ -1,0 +1,52 @@
+//! The rental marketplace dialect (seed 003): nine services under `/{service}-api`, sharing one
+//! envelope, one error shape and the token locations. Condensed in `shared/spec/airbnb-*.md`.
+
+pub mod auth;
+pub mod envelope;
+pub mod error;
+
+use actix_web::web;
+use utoipa_actix_web::scope;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub use envelope::Envelope;
+pub use error::MarketError;
+
+/// The nine services, each mounted at `/{name}-api`.
+pub const SERVICES: [&str; 9] = [
+    "auth",
+    "messaging",
+    "propertycatalog",
+    "bookingmanagement",
+    "reviewsystem",
+    "platformadmin",
+    "agenthub",
+    "bff",
+    "notification",
+];
+
+/// JSON bodies: bounded, and every parse failure answered in the marketplace error shape.
+pub fn json_config(body_bytes_max: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(body_bytes_max)
+        .error_handler(|error, _req| MarketError::from_json_error(&error).into())
+}
+
+/// Register every marketplace service.
+pub fn configure(cfg: &mut ServiceConfig<'_>, body_bytes_max: usize) {
+    for service in SERVICES {
+        let mount = format!("/{service}-api");
+        let mut mounted = scope::scope(mount.as_str())
+            .app_data(json_config(body_bytes_max))
+            .service(auth::currentuser);
+        if service == "auth" {
+            mounted = mounted
+                .service(auth::register_user)
+                .service(auth::login)
+                .service(auth::logout)
+                .service(auth::publickey)
+                .service(auth::relogin);
+        }
+        cfg.service(mounted);
+    }
+}

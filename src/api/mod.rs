@@ -1,0 +1,82 @@
+//! HTTP adapters, one folder per documented API dialect, plus the node's own routes. Handlers
+//! parse and answer; the domain lives in `actors` and the data in `store`.
+
+pub mod health;
+pub mod marketplace;
+pub mod openapi;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{Service, ServiceRequest};
+use actix_web::HttpMessage;
+
+use crate::auth::Auth;
+use crate::bus::Hub;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::store::Db;
+use crate::ws::Gateway;
+
+/// Everything a handler may use, shared by every worker.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub node_id: String,
+    pub db: Db,
+    pub auth: Arc<Auth>,
+    pub bus: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub gateway: Arc<Gateway>,
+}
+
+/// When the request arrived, for `elapsedMs` in envelopes.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived(pub Instant);
+
+/// Milliseconds since the request arrived.
+pub fn elapsed_ms(req: &actix_web::HttpRequest) -> u64 {
+    req.extensions()
+        .get::<Arrived>()
+        .map_or(0, |a| a.0.elapsed().as_millis() as u64)
+}
+
+/// Middleware: stamp the arrival time and count requests and latencies by route pattern.
+pub fn observe<S, B>(
+    req: ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>>
+where
+    S: Service<
+        ServiceRequest,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+{
+    let arrived = Instant::now();
+    req.extensions_mut().insert(Arrived(arrived));
+    let metrics = req
+        .app_data::<actix_web::web::Data<AppState>>()
+        .map(|s| Arc::clone(&s.metrics));
+    let method = req.method().to_string();
+    let fut = srv.call(req);
+    async move {
+        let res = fut.await?;
+        if let Some(metrics) = metrics {
+            // The pattern, not the path, so that ids do not explode the label space.
+            let route = res
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".into());
+            let status = res.status().as_u16().to_string();
+            metrics
+                .http_requests
+                .with_label_values(&[&method, &route, &status])
+                .inc();
+            metrics
+                .http_latency
+                .with_label_values(&[&method, &route])
+                .observe(arrived.elapsed().as_secs_f64());
+        }
+        Ok(res)
+    }
+}

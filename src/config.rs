@@ -1,0 +1,238 @@
+//! Typed settings, read from command-line flags or environment variables, with defaults that
+//! work on a laptop. `node --help` lists every one. Limits carry their unit in their name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use secrecy::SecretString;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the node.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "node",
+    version,
+    about = "An actor-based real-time messaging and payments node",
+    long_about = "Serves WebSocket clients, merchant terminals and REST clients from one process. \
+                  Every setting below can also be given as the environment variable in brackets."
+)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "NODE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database: `sqlite://PATH` (created on first start, WAL mode) or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/node.db")]
+    pub database_url: String,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "DB_POOL_CONNECTIONS_MAX", default_value_t = 16)]
+    pub db_pool_connections_max: u32,
+
+    /// Redis for pub/sub fanout between nodes; without it an in-process bus is used.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Name of this node in bus envelopes and logs (random when not set).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Directory for files the node creates itself (the token signing key).
+    #[arg(long, env = "NODE_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// PEM file of the RSA key that signs tokens; generated on first start when missing.
+    /// Defaults to `<data_dir>/token-signing-key.pem`.
+    #[arg(long, env = "TOKEN_KEY_FILE")]
+    pub token_key_file: Option<PathBuf>,
+
+    /// Lifetime of access tokens and their sessions, in seconds.
+    #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 86_400)]
+    pub token_ttl_secs: u64,
+
+    /// Mark the access-token cookie `Secure` (set this behind HTTPS).
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+
+    /// Email of the superadmin created at start if no user has that email yet.
+    #[arg(long, env = "ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+
+    /// Password of that superadmin (never logged).
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<SecretString>,
+
+    /// Argon2id memory cost in KiB.
+    #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+
+    /// Argon2id iterations.
+    #[arg(long, env = "ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+
+    /// Largest HTTP request body accepted, in bytes.
+    #[arg(long, env = "HTTP_BODY_BYTES_MAX", default_value_t = 64 * 1024)]
+    pub http_body_bytes_max: usize,
+
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+
+    /// Largest WebSocket frame accepted, in bytes; a larger one closes the connection (1009).
+    #[arg(long, env = "WS_FRAME_BYTES_MAX", default_value_t = 64 * 1024)]
+    pub ws_frame_bytes_max: usize,
+
+    /// Interval of heartbeats (a WebSocket ping and a `heartbeat` frame), in milliseconds.
+    #[arg(long, env = "WS_HEARTBEAT_MS", default_value_t = 15_000)]
+    pub ws_heartbeat_ms: u64,
+
+    /// A connection that sends nothing for this long is closed (4000), in milliseconds.
+    #[arg(long, env = "WS_IDLE_TIMEOUT_MS", default_value_t = 45_000)]
+    pub ws_idle_timeout_ms: u64,
+
+    /// How long an unauthenticated connection may wait before its `auth` frame, in ms.
+    #[arg(long, env = "WS_AUTH_TIMEOUT_MS", default_value_t = 10_000)]
+    pub ws_auth_timeout_ms: u64,
+
+    /// Frames queued for one connection; a client that lets it fill is closed (4008).
+    #[arg(long, env = "WS_SEND_QUEUE_MAX", default_value_t = 1024)]
+    pub ws_send_queue_max: usize,
+
+    /// Connections one user may hold at once; one more is refused (4029).
+    #[arg(long, env = "WS_CONNECTIONS_PER_USER_MAX", default_value_t = 16)]
+    pub ws_connections_per_user_max: usize,
+
+    /// Topics one connection may subscribe to.
+    #[arg(
+        long,
+        env = "WS_SUBSCRIPTIONS_PER_CONNECTION_MAX",
+        default_value_t = 256
+    )]
+    pub ws_subscriptions_per_connection_max: usize,
+
+    /// Most actor submissions committed in one database transaction.
+    #[arg(long, env = "JOURNAL_BATCH_MAX", default_value_t = 1024)]
+    pub journal_batch_max: usize,
+
+    /// Longest a batch waits to fill after its first submission, in microseconds.
+    #[arg(long, env = "JOURNAL_BATCH_WINDOW_US", default_value_t = 2_000)]
+    pub journal_batch_window_us: u64,
+
+    /// Submissions waiting for the journal writer; when full, commands answer "busy".
+    #[arg(long, env = "JOURNAL_QUEUE_MAX", default_value_t = 65_536)]
+    pub journal_queue_max: usize,
+
+    /// Messages one actor's mailbox holds; when full, commands answer "busy".
+    #[arg(long, env = "ACTOR_MAILBOX_MAX", default_value_t = 1024)]
+    pub actor_mailbox_max: usize,
+
+    /// Idle actors stop after this many seconds (their state stays in the database).
+    #[arg(long, env = "ACTOR_PASSIVATE_AFTER_SECS", default_value_t = 300)]
+    pub actor_passivate_after_secs: u64,
+
+    /// Threads that run actors (0: one per core).
+    #[arg(long, env = "ACTOR_ARBITERS", default_value_t = 0)]
+    pub actor_arbiters: usize,
+
+    /// Seconds to finish in-flight work at shutdown before closing anyway.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// The defaults, as if the binary was started with no flags and an empty environment.
+    pub fn defaults() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://data/node.db".into(),
+            db_pool_connections_max: 16,
+            redis_url: None,
+            node_id: None,
+            data_dir: PathBuf::from("data"),
+            token_key_file: None,
+            token_ttl_secs: 86_400,
+            cookie_secure: false,
+            admin_email: None,
+            admin_password: None,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            http_body_bytes_max: 64 * 1024,
+            http_workers: 0,
+            ws_frame_bytes_max: 64 * 1024,
+            ws_heartbeat_ms: 15_000,
+            ws_idle_timeout_ms: 45_000,
+            ws_auth_timeout_ms: 10_000,
+            ws_send_queue_max: 1024,
+            ws_connections_per_user_max: 16,
+            ws_subscriptions_per_connection_max: 256,
+            journal_batch_max: 1024,
+            journal_batch_window_us: 2_000,
+            journal_queue_max: 65_536,
+            actor_mailbox_max: 1024,
+            actor_passivate_after_secs: 300,
+            actor_arbiters: 0,
+            shutdown_grace_secs: 10,
+            log_format: LogFormat::Pretty,
+        }
+    }
+
+    pub fn token_key_path(&self) -> PathBuf {
+        self.token_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("token-signing-key.pem"))
+    }
+
+    pub fn journal_batch_window(&self) -> Duration {
+        Duration::from_micros(self.journal_batch_window_us)
+    }
+
+    pub fn ws_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.ws_heartbeat_ms)
+    }
+
+    pub fn ws_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.ws_idle_timeout_ms)
+    }
+
+    pub fn ws_auth_timeout(&self) -> Duration {
+        Duration::from_millis(self.ws_auth_timeout_ms)
+    }
+
+    /// Threads for a pool sized "0 = one per core".
+    pub fn threads(configured: usize) -> usize {
+        if configured > 0 {
+            configured
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_an_empty_command_line() {
+        let parsed = Settings::try_parse_from(["node"]);
+        // The environment may set some values (CI does), so compare only when it is clean.
+        if std::env::vars().all(|(k, _)| k != "DATABASE_URL" && k != "REDIS_URL") {
+            let parsed = parsed.map(|s| format!("{s:?}")).ok();
+            assert_eq!(parsed, Some(format!("{:?}", Settings::defaults())));
+        }
+    }
+}

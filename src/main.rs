@@ -1,0 +1,13 @@
+//! The node binary: read settings, set up logs, run.
+
+use clap::Parser;
+use node::config::Settings;
+use node::startup::Application;
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    node::telemetry::init(settings.log_format);
+    let app = Application::build(settings).await?;
+    app.run_until_stopped().await
+}

@@ -1,0 +1,254 @@
+//! Building and running the node: `Application::build` wires every part and binds the
+//! listener (port 0 picks a free one, which is how the tests start real nodes side by side);
+//! `run_until_stopped` serves until a signal or a [`ShutdownHandle`] asks it to stop, then
+//! shuts down in order: stop accepting, close WebSockets with 1001, finish in-flight requests,
+//! flush the journal.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{middleware, web, App, HttpResponse, HttpServer};
+use actors::journal::{spawn_writer, JournalHandle, JournalSettings};
+use actors::registry::ArbiterPool;
+use actors::DomainEvent;
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::TracingLogger;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::api::marketplace::{self, MarketError};
+use crate::api::{self, AppState};
+use crate::auth::keys::SigningKeys;
+use crate::auth::password::SecretHasher;
+use crate::auth::Auth;
+use crate::bus::Hub;
+use crate::config::Settings;
+use crate::fanout::Fanout;
+use crate::metrics::Metrics;
+use crate::store::journal::SqlJournal;
+use crate::store::Db;
+use crate::ws::{self, Gateway};
+
+/// Asks a running node to shut down.
+#[derive(Clone)]
+pub struct ShutdownHandle(CancellationToken);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.cancel();
+    }
+}
+
+/// Injects journal failures into a running node.
+#[derive(Clone)]
+pub struct Faults(Arc<AtomicU32>);
+
+impl Faults {
+    /// The next `n` journal batches write everything and then roll back, as a failing commit
+    /// would.
+    pub fn fail_next_batches(&self, n: u32) {
+        self.0.store(n, Ordering::Release);
+    }
+}
+
+/// A built node, listening, not yet serving.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    journal: JournalHandle<DomainEvent>,
+    writer: tokio::task::JoinHandle<()>,
+    arbiters: ArbiterPool,
+    fail_next: Arc<AtomicU32>,
+    stop: CancellationToken,
+}
+
+impl Application {
+    /// Connect to the database and the bus, load or create the signing key, start the actor
+    /// runtime and bind the listener. Must run inside an actix system (`#[actix_web::main]`,
+    /// `#[actix_web::test]`).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let node_id = settings
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let db = Db::connect(&settings.database_url, settings.db_pool_connections_max)
+            .await
+            .context("connecting to the database")?;
+        tracing::info!(engine = db.engine(), "database ready");
+        let keys = SigningKeys::load_or_generate(&settings.token_key_path())?;
+        let hasher = SecretHasher::new(settings.argon2_memory_kib, settings.argon2_iterations)?;
+        let auth = Auth::new(db.clone(), keys, hasher, settings.token_ttl_secs);
+        auth.bootstrap_admin(
+            settings.admin_email.as_deref(),
+            settings.admin_password.as_ref(),
+        )
+        .await?;
+        let bus = match &settings.redis_url {
+            Some(url) => Hub::redis(url, node_id.clone())
+                .await
+                .context("connecting to Redis")?,
+            None => Hub::in_process(node_id.clone()),
+        };
+        tracing::info!(backend = bus.backend(), "bus ready");
+        let metrics = Arc::new(Metrics::new());
+        let fail_next = Arc::new(AtomicU32::new(0));
+        let (journal, writer) = spawn_writer(
+            JournalSettings {
+                batch_max: settings.journal_batch_max,
+                batch_window: settings.journal_batch_window(),
+                queue_max: settings.journal_queue_max,
+            },
+            Arc::new(SqlJournal::new(db.clone(), Arc::clone(&fail_next))),
+            Arc::new(Fanout {
+                bus: Arc::clone(&bus),
+            }),
+            Arc::clone(&metrics),
+        );
+        let arbiters = ArbiterPool::start(Settings::threads(settings.actor_arbiters));
+        let gateway = Gateway::new(
+            Arc::clone(&settings),
+            Arc::clone(&auth),
+            Arc::clone(&bus),
+            Arc::clone(&metrics),
+        );
+        let state = web::Data::new(AppState {
+            settings: Arc::clone(&settings),
+            node_id,
+            db,
+            auth,
+            bus,
+            metrics,
+            gateway,
+        });
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let server = serve(listener, state.clone(), &settings)?;
+        tracing::info!(port, "listening");
+        Ok(Application {
+            port,
+            server,
+            state,
+            journal,
+            writer,
+            arbiters,
+            fail_next,
+            stop: CancellationToken::new(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.stop.clone())
+    }
+
+    /// The fault injector of this node's journal, for tests of the durability contract.
+    pub fn faults(&self) -> Faults {
+        Faults(Arc::clone(&self.fail_next))
+    }
+
+    /// Serve until SIGINT/SIGTERM or the shutdown handle, then shut down in order.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = actix_web::rt::spawn(self.server);
+        let stop = self.stop.clone();
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = signal() => tracing::info!("signal received: shutting down"),
+        }
+        // Going-away to every socket first: a WebSocket would otherwise hold its worker until
+        // the grace period ends.
+        self.state.gateway.shut_down();
+        handle.stop(true).await;
+        let _ = server.await;
+        let grace = Duration::from_secs(self.state.settings.shutdown_grace_secs);
+        match tokio::time::timeout(grace, self.journal.flush()).await {
+            Ok(Ok(())) => tracing::info!("journal flushed"),
+            Ok(Err(error)) => tracing::error!(%error, "journal flush failed"),
+            Err(_) => tracing::error!("journal flush timed out"),
+        }
+        drop(self.journal);
+        self.arbiters.stop();
+        let _ = tokio::time::timeout(grace, self.writer).await;
+        self.state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Answer for routes that do not exist.
+async fn not_found() -> Result<HttpResponse, MarketError> {
+    Err(MarketError::not_found(
+        "errMsg_routeNotFound",
+        "no such route; see /swagger",
+    ))
+}
+
+fn serve(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    settings: &Settings,
+) -> anyhow::Result<Server> {
+    let body_max = settings.http_body_bytes_max;
+    let workers = Settings::threads(settings.http_workers);
+    let grace = settings.shutdown_grace_secs;
+    let server = HttpServer::new(move || {
+        let (app, api) = App::new()
+            .into_utoipa_app()
+            .app_data(state.clone())
+            .app_data(marketplace::json_config(body_max))
+            .app_data(web::PayloadConfig::new(body_max))
+            .service(api::health::health)
+            .service(api::health::admin_health)
+            .service(api::health::metrics)
+            .service(ws::upgrade)
+            .configure(|cfg| marketplace::configure(cfg, body_max))
+            .split_for_parts();
+        let api = api::openapi::finish(api);
+        app.service(SwaggerUi::new("/swagger/{_:.*}").url("/openapi.json", api))
+            .service(web::redirect("/swagger", "/swagger/"))
+            .default_service(web::to(not_found))
+            .wrap_fn(api::observe)
+            .wrap(middleware::NormalizePath::new(
+                middleware::TrailingSlash::MergeOnly,
+            ))
+            .wrap(TracingLogger::default())
+    })
+    .workers(workers)
+    .shutdown_timeout(grace)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,288 @@
+//! Starting nodes and talking to them.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use node::config::Settings;
+use node::startup::{Application, ShutdownHandle};
+use protocol::{ClientFrame, Codec, ServerFrame};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long a test waits for something that should happen at once.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running node and a client for it.
+pub struct TestNode {
+    pub address: String,
+    pub ws_address: String,
+    pub http: reqwest::Client,
+    pub shutdown: ShutdownHandle,
+    pub stopped: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A fresh database URL for one test: a new PostgreSQL database under `TEST_DATABASE_URL`, or
+/// a SQLite file in `dir`.
+async fn fresh_database(dir: &std::path::Path) -> String {
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        return format!("sqlite://{}", dir.join("node.db").display());
+    };
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("TEST_DATABASE_URL is set but PostgreSQL cannot be reached");
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let (prefix, _) = base.rsplit_once('/').expect("a database URL has a path");
+    format!("{prefix}/{name}")
+}
+
+/// Settings for a test node: a free port, a temp data dir, fast hashing.
+pub async fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::defaults();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.data_dir = dir.to_path_buf();
+    settings.database_url = fresh_database(dir).await;
+    settings.redis_url = std::env::var("TEST_REDIS_URL").ok();
+    settings.db_pool_connections_max = 5;
+    settings.argon2_memory_kib = 1024;
+    settings.argon2_iterations = 1;
+    settings.http_workers = 2;
+    settings.actor_arbiters = 2;
+    settings.shutdown_grace_secs = 5;
+    settings
+}
+
+/// A node with the test defaults.
+pub async fn spawn_node() -> TestNode {
+    spawn_node_with(|_| {}).await
+}
+
+/// A node with the test defaults changed by `tweak`.
+pub async fn spawn_node_with(tweak: impl FnOnce(&mut Settings)) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path()).await;
+    tweak(&mut settings);
+    start(settings, dir).await
+}
+
+/// Start a node with exactly these settings.
+pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestNode {
+    let app = Application::build(settings).await.expect("node starts");
+    let port = app.port();
+    let shutdown = app.shutdown_handle();
+    let stopped = actix_web::rt::spawn(app.run_until_stopped());
+    TestNode {
+        address: format!("http://127.0.0.1:{port}"),
+        ws_address: format!("ws://127.0.0.1:{port}/ws"),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        shutdown,
+        stopped,
+        _dir: dir,
+    }
+}
+
+/// A user with a live session.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+    pub session_id: String,
+}
+
+impl TestNode {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/auth-api/v1/registeruser",
+            &json!({"email": email, "password": password, "fullname": "Test User"}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/auth-api/login",
+            &json!({"username": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Register a fresh user and log in.
+    pub async fn user(&self) -> TestUser {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        let password = "correct horse battery".to_owned();
+        let registered = self.register(&email, &password).await;
+        assert_eq!(registered.status(), 201, "registration failed");
+        self.log_in_again(&email, &password).await
+    }
+
+    /// A new session for an existing user.
+    pub async fn log_in_again(&self, email: &str, password: &str) -> TestUser {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), 200, "login failed");
+        let body: Value = response.json().await.unwrap();
+        TestUser {
+            id: body["userId"].as_str().unwrap().to_owned(),
+            email: email.to_owned(),
+            password: password.to_owned(),
+            token: body["accessToken"].as_str().unwrap().to_owned(),
+            session_id: body["sessionId"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Open a WebSocket with the token in the query and read the `hello` frame.
+    pub async fn ws(&self, token: &str) -> WsClient {
+        let mut client = self
+            .ws_connect(&format!("{}?access_token={token}", self.ws_address), None)
+            .await
+            .expect("upgrade succeeds");
+        match client.recv().await {
+            Some(ServerFrame::Hello(_)) => client,
+            other => panic!("expected hello, got {other:?}"),
+        }
+    }
+
+    /// Open a WebSocket, optionally naming a subprotocol.
+    pub async fn ws_connect(
+        &self,
+        url: &str,
+        subprotocol: Option<&str>,
+    ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        if let Some(p) = subprotocol {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).unwrap());
+        }
+        let (stream, response) = tokio_tungstenite::connect_async(request).await?;
+        let codec = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .and_then(Codec::from_subprotocol)
+            .unwrap_or(Codec::Json);
+        Ok(WsClient { stream, codec })
+    }
+
+    /// The node's metrics text.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+}
+
+type Stream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client speaking the node's protocol.
+pub struct WsClient {
+    pub stream: Stream,
+    pub codec: Codec,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    Closed(Option<u16>),
+    Dropped,
+}
+
+impl WsClient {
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        let bytes = self.codec.encode(frame);
+        let message = if self.codec.is_text() {
+            Message::text(String::from_utf8(bytes).unwrap())
+        } else {
+            Message::binary(bytes)
+        };
+        self.stream.send(message).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.stream.send(message).await.unwrap();
+    }
+
+    /// The next protocol frame (skipping WebSocket pings and pongs), or `None` when the
+    /// connection ended. Panics if nothing arrives within [`WAIT`].
+    pub async fn recv(&mut self) -> Option<ServerFrame> {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("a frame within the wait")?;
+            match message.ok()? {
+                Message::Text(text) => {
+                    assert_eq!(self.codec, Codec::Json, "text frame in msgpack mode");
+                    return Some(self.codec.decode(text.as_bytes()).unwrap());
+                }
+                Message::Binary(bytes) => {
+                    assert_eq!(self.codec, Codec::MsgPack, "binary frame in JSON mode");
+                    return Some(self.codec.decode(&bytes).unwrap());
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame that is not a heartbeat.
+    pub async fn recv_skipping_heartbeats(&mut self) -> Option<ServerFrame> {
+        loop {
+            match self.recv().await {
+                Some(ServerFrame::Heartbeat { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Read until the connection ends and say how.
+    pub async fn ended(&mut self) -> Ended {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("the connection ends within the wait");
+            match message {
+                None | Some(Err(_)) => return Ended::Dropped,
+                Some(Ok(Message::Close(frame))) => {
+                    return Ended::Closed(frame.map(|f| u16::from(f.code)))
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Black-box tests: each boots a real node on a free port with its own database and drives it
+//! over HTTP and WebSocket as a client would.
+//!
+//! Backends: SQLite and the in-process bus by default. With `TEST_DATABASE_URL` (a PostgreSQL
+//! URL of a database the tests may create databases from) every test gets a fresh PostgreSQL
+//! database; with `TEST_REDIS_URL` every node uses Redis pub/sub. `.ci/run` runs the suite both
+//! ways.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod auth;
+mod health;
+mod ws;
