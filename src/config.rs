@@ -27,6 +27,11 @@ pub enum LogFormat {
                   Every setting below can also be given as the environment variable in brackets."
 )]
 pub struct Settings {
+    /// A file of `NAME=value` lines (the environment variable names below) read before the
+    /// settings; variables already in the environment win over the file.
+    #[arg(long, env = "NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "NODE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -154,9 +159,27 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Parse the command line and environment, after loading the `--config` / `NODE_CONFIG`
+    /// file into the environment (without overriding what is already set).
+    pub fn from_env_and_args() -> Result<Self, String> {
+        let args: Vec<String> = std::env::args().collect();
+        let from_args = args.iter().enumerate().find_map(|(i, a)| {
+            a.strip_prefix("--config=").map(str::to_owned).or_else(|| {
+                (a == "--config")
+                    .then(|| args.get(i + 1).cloned())
+                    .flatten()
+            })
+        });
+        if let Some(path) = from_args.or_else(|| std::env::var("NODE_CONFIG").ok()) {
+            dotenvy::from_path(&path).map_err(|e| format!("reading config file {path}: {e}"))?;
+        }
+        Ok(Settings::parse())
+    }
+
     /// The defaults, as if the binary was started with no flags and an empty environment.
     pub fn defaults() -> Self {
         Settings {
+            config: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://data/node.db".into(),
             db_pool_connections_max: 16,

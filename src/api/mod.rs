@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::dev::{Service, ServiceRequest};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::HttpMessage;
 
 use crate::auth::Auth;
@@ -58,9 +59,18 @@ where
         .app_data::<actix_web::web::Data<AppState>>()
         .map(|s| Arc::clone(&s.metrics));
     let method = req.method().to_string();
+    // Set by the tracing middleware, which runs first and puts it on every log line.
+    let request_id = req
+        .extensions()
+        .get::<tracing_actix_web::RequestId>()
+        .map(|id| id.to_string());
     let fut = srv.call(req);
     async move {
-        let res = fut.await?;
+        let mut res = fut.await?;
+        if let Some(Ok(value)) = request_id.map(|id| HeaderValue::from_str(&id)) {
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), value);
+        }
         if let Some(metrics) = metrics {
             // The pattern, not the path, so that ids do not explode the label space.
             let route = res

@@ -9,6 +9,14 @@ async fn health_answers_ok() {
     let node = spawn_node().await;
     let response = node.get("/health").await;
     assert_eq!(response.status(), 200);
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        request_id.is_some_and(|id| id.len() >= 32),
+        "every answer names its request"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body, serde_json::json!({"status": "OK"}));
 }
