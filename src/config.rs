@@ -149,6 +149,31 @@ pub struct Settings {
     #[arg(long, env = "ACTOR_ARBITERS", default_value_t = 0)]
     pub actor_arbiters: usize,
 
+    /// Wrong PINs in a row that lock PIN payments.
+    #[arg(long, env = "PIN_FAILURES_MAX", default_value_t = 5)]
+    pub pin_failures_max: u32,
+
+    /// How long PIN payments stay locked after too many wrong PINs, in seconds.
+    #[arg(long, env = "PIN_LOCK_SECS", default_value_t = 900)]
+    pub pin_lock_secs: u64,
+
+    /// The largest amount one payment, deposit, withdrawal or charge may move, in whole units
+    /// of its currency.
+    #[arg(long, env = "AMOUNT_MAX", default_value_t = 1_000_000)]
+    pub amount_max: u64,
+
+    /// Evergreen clients older than this version are told to upgrade (`meta.status = upgrade`).
+    #[arg(long, env = "EVERGREEN_CLIENT_VERSION_MIN", default_value = "0")]
+    pub evergreen_client_version_min: String,
+
+    /// Where Evergreen clients that must upgrade are sent.
+    #[arg(
+        long,
+        env = "EVERGREEN_UPGRADE_URL",
+        default_value = "https://example.invalid/upgrade"
+    )]
+    pub evergreen_upgrade_url: String,
+
     /// Seconds to finish in-flight work at shutdown before closing anyway.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -208,6 +233,11 @@ impl Settings {
             actor_mailbox_max: 1024,
             actor_passivate_after_secs: 300,
             actor_arbiters: 0,
+            pin_failures_max: 5,
+            pin_lock_secs: 900,
+            amount_max: 1_000_000,
+            evergreen_client_version_min: "0".into(),
+            evergreen_upgrade_url: "https://example.invalid/upgrade".into(),
             shutdown_grace_secs: 10,
             log_format: LogFormat::Pretty,
         }
@@ -217,6 +247,15 @@ impl Settings {
         self.token_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("token-signing-key.pem"))
+    }
+
+    /// The actor registries' limits.
+    pub fn registry_settings(&self) -> actors::registry::RegistrySettings {
+        actors::registry::RegistrySettings {
+            mailbox_capacity: self.actor_mailbox_max,
+            passivate_after: Duration::from_secs(self.actor_passivate_after_secs),
+            ..actors::registry::RegistrySettings::default()
+        }
     }
 
     pub fn journal_batch_window(&self) -> Duration {

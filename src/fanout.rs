@@ -1,38 +1,83 @@
-//! After commit: turn committed domain events into pushes and publish them on the bus.
+//! After commit: apply committed credits to payees' live wallets and publish the committed feed
+//! entries as pushes, in commit order.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actors::journal::{Committed, EventSink};
+use actors::registry::Registry;
+use actors::wallet::{Credit, Effect, Event, Owner, Transfer, Wallet};
 use actors::DomainEvent;
 use async_trait::async_trait;
+use protocol::Push;
 
 use crate::bus::Hub;
+use crate::ws::user_topic;
 
-/// Publishes committed events, in commit order, to their topics.
+/// The journal's event sink.
 pub struct Fanout {
     pub bus: Arc<Hub>,
+    /// Set once the wallet registry exists (it needs the journal, which needs this sink).
+    pub wallets: OnceLock<Registry<Wallet, DomainEvent>>,
 }
 
-#[async_trait]
-impl EventSink<DomainEvent> for Fanout {
-    #[expect(
-        clippy::never_loop,
-        reason = "no entity kind is wired into the node yet; each adds its variant here"
-    )]
-    async fn committed(&self, batch: Vec<Committed<DomainEvent>>) {
-        for committed in batch {
-            for event in committed.events {
-                match event {}
-            }
+impl Fanout {
+    pub fn new(bus: Arc<Hub>) -> Self {
+        Fanout {
+            bus,
+            wallets: OnceLock::new(),
+        }
+    }
+
+    fn credit(&self, transfer: &Transfer, decided_by: &str) {
+        // The deciding wallet applied its own side already (a deposit credits the depositor).
+        let Owner::User(payee) = &transfer.credit else {
+            return;
+        };
+        if payee == decided_by {
+            return;
+        }
+        let (Some(version), Some(wallets)) = (transfer.credit_version.get(), self.wallets.get())
+        else {
+            return;
+        };
+        wallets.apply_if_live(
+            payee,
+            Effect::Credit(Credit {
+                money: transfer.money,
+                version: *version,
+            }),
+        );
+    }
+
+    async fn publish(&self, push: Push) {
+        if let Err(error) = self.bus.publish(push).await {
+            tracing::error!(%error, "publishing a committed event failed");
         }
     }
 }
 
-impl crate::store::journal::Persist for DomainEvent {
-    fn persist<'a>(
-        &'a self,
-        _tx: crate::store::journal::Tx<'a>,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), sqlx::Error>> {
-        match *self {}
+#[async_trait]
+impl EventSink<DomainEvent> for Fanout {
+    async fn committed(&self, batch: Vec<Committed<DomainEvent>>) {
+        for committed in batch {
+            for event in committed.events {
+                match event {
+                    DomainEvent::Wallet(Event::Transferred(transfer))
+                    | DomainEvent::Wallet(Event::HoldSettled {
+                        capture: Some(transfer),
+                        ..
+                    }) => self.credit(&transfer, &committed.actor.id),
+                    DomainEvent::Wallet(Event::Feed(entry)) => {
+                        self.publish(Push {
+                            topic: user_topic(&entry.user_id),
+                            seq: entry.seq.get().copied(),
+                            event: entry.event,
+                        })
+                        .await;
+                    }
+                    DomainEvent::Wallet(_) => {}
+                }
+            }
+        }
     }
 }

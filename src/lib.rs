@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod wallets;
 pub mod ws;

@@ -31,7 +31,9 @@ use crate::fanout::Fanout;
 use crate::metrics::Metrics;
 use crate::store::journal::SqlJournal;
 use crate::store::Db;
+use crate::wallets::Wallets;
 use crate::ws::{self, Gateway};
+use actors::wallet::PinPolicy;
 
 /// Asks a running node to shut down.
 #[derive(Clone)]
@@ -98,6 +100,7 @@ impl Application {
         tracing::info!(backend = bus.backend(), "bus ready");
         let metrics = Arc::new(Metrics::new());
         let fail_next = Arc::new(AtomicU32::new(0));
+        let fanout = Arc::new(Fanout::new(Arc::clone(&bus)));
         let (journal, writer) = spawn_writer(
             JournalSettings {
                 batch_max: settings.journal_batch_max,
@@ -105,12 +108,25 @@ impl Application {
                 queue_max: settings.journal_queue_max,
             },
             Arc::new(SqlJournal::new(db.clone(), Arc::clone(&fail_next))),
-            Arc::new(Fanout {
-                bus: Arc::clone(&bus),
-            }),
+            Arc::clone(&fanout),
             Arc::clone(&metrics),
         );
         let arbiters = ArbiterPool::start(Settings::threads(settings.actor_arbiters));
+        let wallets = Wallets::new(
+            db.clone(),
+            auth.hasher.clone(),
+            arbiters.clone(),
+            journal.clone(),
+            settings.registry_settings(),
+            PinPolicy {
+                failures_max: settings.pin_failures_max,
+                lock_ms: i64::try_from(settings.pin_lock_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
+            },
+        );
+        if fanout.wallets.set(wallets.registry().clone()).is_err() {
+            anyhow::bail!("the wallet registry was wired twice");
+        }
         let gateway = Gateway::new(
             Arc::clone(&settings),
             Arc::clone(&auth),
@@ -125,6 +141,7 @@ impl Application {
             bus,
             metrics,
             gateway,
+            wallets,
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -234,6 +251,8 @@ fn serve(
             .service(api::health::metrics)
             .service(ws::upgrade)
             .configure(|cfg| marketplace::configure(cfg, body_max))
+            .configure(api::evergreen::configure)
+            .configure(api::pavillion::configure)
             .split_for_parts();
         let api = api::openapi::finish(api);
         app.service(SwaggerUi::new("/swagger/{_:.*}").url("/openapi.json", api))

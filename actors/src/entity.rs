@@ -34,7 +34,13 @@ pub trait Entity: Sized + Unpin + Send + 'static {
     /// Replies are stored with idempotency keys and replayed to retries, hence serde.
     type Reply: Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
     type Event: Send + 'static;
+    /// A change another entity's committed events make to this one (a credit to a payee):
+    /// already durable, so it is applied in memory only and can never be refused.
+    type Effect: Send + 'static;
 
     /// Apply one command to memory. Must not block: no I/O happens here.
     fn handle(&mut self, command: Self::Command) -> Outcome<Self::Event, Self::Reply>;
+
+    /// Apply a committed effect to memory.
+    fn apply(&mut self, effect: Self::Effect);
 }

@@ -14,7 +14,9 @@
 
 pub mod entity;
 pub mod journal;
+pub mod money;
 pub mod registry;
+pub mod wallet;
 
 mod error;
 mod idempotency;
@@ -25,4 +27,12 @@ pub use idempotency::{IdempotencyKey, Request};
 
 /// Every event the node journals, across entity kinds. Each entity kind adds its variant.
 #[derive(Debug, Clone)]
-pub enum DomainEvent {}
+pub enum DomainEvent {
+    Wallet(wallet::Event),
+}
+
+impl From<wallet::Event> for DomainEvent {
+    fn from(event: wallet::Event) -> Self {
+        DomainEvent::Wallet(event)
+    }
+}

@@ -235,16 +235,12 @@ where
         Err(ActorError::Unavailable("entity kept restarting".into()))
     }
 
-    /// Deliver a command to the actor only if it is live (for post-commit effects on other
-    /// entities: an inactive actor will load them from the store when it activates).
-    pub fn tell_if_live(&self, id: &A::Id, request: Request<A::Command>) {
+    /// Apply a committed effect to the entity's actor if it is live. An actor that is not live
+    /// needs nothing: it loads the effect from the store when it activates. Effects bypass the
+    /// mailbox bound (they are already durable and must not be lost to a full mailbox).
+    pub fn apply_if_live(&self, id: &A::Id, effect: A::Effect) {
         if let Some(slot) = self.inner.actors.get(id) {
-            let (tx, _rx) = oneshot::channel();
-            slot.addr.do_send(Envelope {
-                request,
-                store_checked_at: Instant::now(),
-                reply: tx,
-            });
+            slot.addr.do_send(Apply(effect));
         }
     }
 
@@ -320,6 +316,28 @@ impl<A: Entity> Message for Envelope<A> {
 }
 
 struct ResetNow;
+
+struct Apply<F>(F);
+
+impl<F: Send + 'static> Message for Apply<F> {
+    type Result = ();
+}
+
+impl<A, E> Handler<Apply<A::Effect>> for EntityActor<A, E>
+where
+    A: Entity,
+    A::Event: Into<E>,
+    E: Send + Sync + 'static,
+{
+    type Result = ();
+
+    fn handle(&mut self, Apply(effect): Apply<A::Effect>, _ctx: &mut Context<Self>) {
+        // A reset actor has no state; its successor loads the effect from the store.
+        if let Some(state) = self.state.as_mut() {
+            state.apply(effect);
+        }
+    }
+}
 
 impl Message for ResetNow {
     type Result = ();
@@ -479,10 +497,16 @@ where
         };
         let outcome = state.handle(command);
         let settle = idempotency.map(|(key, fingerprint)| {
+            let reply = serde_json::to_vec(&outcome.reply).unwrap_or_else(|error| {
+                // A reply type that cannot be stored is a programming error; the empty record
+                // makes a later replay fail loudly rather than repeat the effect.
+                tracing::error!(kind = A::KIND, %error, "reply cannot be stored for replay");
+                Vec::new()
+            });
             let record = IdempotencyRecord {
                 key: key.as_str().to_owned(),
                 fingerprint: fingerprint.clone(),
-                reply: serde_json::to_vec(&outcome.reply).unwrap_or_default(),
+                reply,
             };
             (record, self.keys.insert(key, fingerprint))
         });

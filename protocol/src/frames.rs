@@ -130,6 +130,35 @@ pub enum Event {
     /// A session of this user was revoked (logout). Connections authenticated with it are closed
     /// with close code 4001 right after this event.
     SessionRevoked { session_id: String },
+    /// The user's balance in a currency changed. Amounts are decimal strings.
+    Balance {
+        currency: String,
+        available: String,
+        total: String,
+    },
+    /// Money arrived from another user.
+    PaymentReceived {
+        transfer_id: String,
+        from: String,
+        amount: String,
+        currency: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
+    /// A payment request was made (sent to both the payor and the requester).
+    PaymentRequested {
+        transaction_id: String,
+        payor: String,
+        payee: String,
+        amount: String,
+        currency: String,
+        description: String,
+    },
+    /// A payment request was paid (`completed`), `rejected` or `cancelled`.
+    PaymentRequestClosed {
+        transaction_id: String,
+        status: String,
+    },
 }
 
 /// Error codes of `error` frames.

@@ -1,9 +1,11 @@
 //! HTTP adapters, one folder per documented API dialect, plus the node's own routes. Handlers
 //! parse and answer; the domain lives in `actors` and the data in `store`.
 
+pub mod evergreen;
 pub mod health;
 pub mod marketplace;
 pub mod openapi;
+pub mod pavillion;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +19,7 @@ use crate::bus::Hub;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::store::Db;
+use crate::wallets::Wallets;
 use crate::ws::Gateway;
 
 /// Everything a handler may use, shared by every worker.
@@ -28,6 +31,7 @@ pub struct AppState {
     pub bus: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub gateway: Arc<Gateway>,
+    pub wallets: Arc<Wallets>,
 }
 
 /// When the request arrived, for `elapsedMs` in envelopes.

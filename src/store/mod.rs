@@ -4,8 +4,12 @@
 //!
 //! One function per query; handlers never hold SQL.
 
+pub mod external_ids;
 pub mod idempotency;
 pub mod journal;
+pub mod ledger;
+pub mod locations;
+pub mod merchants;
 pub mod sessions;
 pub mod users;
 

@@ -10,5 +10,11 @@
 mod helpers;
 
 mod auth;
+mod evergreen;
+mod evergreen_history;
+mod evergreen_merchant;
 mod health;
+mod pavillion;
+mod wallet_races;
 mod ws;
+mod ws_wallet;
