@@ -1,5 +1,5 @@
-//! After commit: apply committed credits to payees' live wallets and publish the committed feed
-//! entries as pushes, in commit order.
+//! After commit: apply committed credits to payees' live wallets (before the payors are
+//! answered) and publish the committed feed entries as pushes (after), in commit order.
 
 use std::sync::{Arc, OnceLock};
 
@@ -58,24 +58,33 @@ impl Fanout {
 
 #[async_trait]
 impl EventSink<DomainEvent> for Fanout {
+    /// Credits reach the payees' live wallets before the payors are answered.
+    fn applied(&self, batch: &[Committed<DomainEvent>]) {
+        for committed in batch {
+            for event in &committed.events {
+                if let DomainEvent::Wallet(Event::Transferred(transfer))
+                | DomainEvent::Wallet(Event::HoldSettled {
+                    capture: Some(transfer),
+                    ..
+                }) = event
+                {
+                    self.credit(transfer, &committed.actor.id);
+                }
+            }
+        }
+    }
+
+    /// Pushes are published after the answers, in commit order.
     async fn committed(&self, batch: Vec<Committed<DomainEvent>>) {
         for committed in batch {
             for event in committed.events {
-                match event {
-                    DomainEvent::Wallet(Event::Transferred(transfer))
-                    | DomainEvent::Wallet(Event::HoldSettled {
-                        capture: Some(transfer),
-                        ..
-                    }) => self.credit(&transfer, &committed.actor.id),
-                    DomainEvent::Wallet(Event::Feed(entry)) => {
-                        self.publish(Push {
-                            topic: user_topic(&entry.user_id),
-                            seq: entry.seq.get().copied(),
-                            event: entry.event,
-                        })
-                        .await;
-                    }
-                    DomainEvent::Wallet(_) => {}
+                if let DomainEvent::Wallet(Event::Feed(entry)) = event {
+                    self.publish(Push {
+                        topic: user_topic(&entry.user_id),
+                        seq: entry.seq.get().copied(),
+                        event: entry.event,
+                    })
+                    .await;
                 }
             }
         }

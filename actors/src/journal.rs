@@ -87,6 +87,14 @@ pub trait JournalStore<E>: Send + Sync + 'static {
 /// Receives committed events in commit order (fanout, post-commit effects).
 #[async_trait]
 pub trait EventSink<E>: Send + Sync + 'static {
+    /// Called with each committed batch before any caller in it is answered, for the effects
+    /// an answer must already reflect: a credit handed to the payee's live actor here is in
+    /// its mailbox before the payor hears of success, so a read of the payee's wallet made
+    /// after that answer sees it. Must be cheap and must not block: it delays every answer of
+    /// the batch.
+    fn applied(&self, _batch: &[Committed<E>]) {}
+
+    /// Called with each committed batch after its callers were answered (publishing pushes).
     async fn committed(&self, batch: Vec<Committed<E>>);
 }
 
@@ -320,9 +328,10 @@ where
     }
 
     async fn release(&self, batch: Vec<Submission<E>>) {
+        let mut completions = Vec::with_capacity(batch.len());
         let mut committed = Vec::with_capacity(batch.len());
         for submission in batch {
-            (submission.completion)(Ok(()));
+            completions.push(submission.completion);
             if let Some(actor) = submission.actor {
                 if !submission.events.is_empty() {
                     committed.push(Committed {
@@ -331,6 +340,12 @@ where
                     });
                 }
             }
+        }
+        if !committed.is_empty() {
+            self.sink.applied(&committed);
+        }
+        for completion in completions {
+            completion(Ok(()));
         }
         if !committed.is_empty() {
             self.sink.committed(committed).await;

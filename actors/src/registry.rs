@@ -10,7 +10,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,10 @@ where
 {
     addr: Addr<EntityActor<A, E>>,
     incarnation: u64,
+    /// Commands sent to this incarnation and not yet taken from its mailbox. The registry
+    /// bounds the mailbox with it: actix's own capacity is per sender, and every `ask` sends
+    /// through a fresh clone of the address, so actix alone never answers "full".
+    queued: Arc<AtomicUsize>,
 }
 
 struct Inner<A: Entity, E: Send + Sync + 'static>
@@ -197,16 +201,22 @@ where
     /// Send a command to the entity's actor and wait for its durable reply.
     pub async fn ask(&self, id: A::Id, request: Request<A::Command>) -> Reply<A> {
         let mut request = request;
-        // A command goes round at most three times: a stale address (the actor stopped
-        // between lookup and send) and a second store lookup are each needed at most once.
-        for _ in 0..3 {
+        // A command goes round at most four times: a stale address (the actor stopped between
+        // lookup and send), a reset actor sending it on to a fresh activation, and a second
+        // store lookup are each needed at most once.
+        for _ in 0..4 {
             let store_checked_at = Instant::now();
             if let Some((key, fingerprint)) = &request.idempotency {
                 if let Some(reply) = self.stored_reply(&id, key, fingerprint).await? {
                     return Ok(reply);
                 }
             }
-            let (addr, incarnation) = self.activate(&id);
+            let (addr, incarnation, queued) = self.activate(&id);
+            if queued.fetch_add(1, Ordering::AcqRel) >= self.inner.settings.mailbox_capacity {
+                queued.fetch_sub(1, Ordering::AcqRel);
+                self.inner.stats.busy.fetch_add(1, Ordering::Relaxed);
+                return Err(ActorError::Busy("mailbox"));
+            }
             let (tx, rx) = oneshot::channel();
             let envelope = Envelope {
                 request,
@@ -216,6 +226,7 @@ where
             match addr.try_send(envelope) {
                 Ok(()) => {}
                 Err(SendError::Full(_)) => {
+                    queued.fetch_sub(1, Ordering::AcqRel);
                     self.inner.stats.busy.fetch_add(1, Ordering::Relaxed);
                     return Err(ActorError::Busy("mailbox"));
                 }
@@ -267,9 +278,10 @@ where
             .map_err(|e| ActorError::Unavailable(format!("stored reply unreadable: {e}")))
     }
 
-    fn activate(&self, id: &A::Id) -> (Addr<EntityActor<A, E>>, u64) {
+    fn activate(&self, id: &A::Id) -> (Addr<EntityActor<A, E>>, u64, Arc<AtomicUsize>) {
         let entry = self.inner.actors.entry(id.clone()).or_insert_with(|| {
             let incarnation = NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed);
+            let queued = Arc::new(AtomicUsize::new(0));
             let actor = EntityActor::<A, E> {
                 id: id.clone(),
                 state: None,
@@ -279,6 +291,8 @@ where
                 inflight: Arc::new(AtomicUsize::new(0)),
                 last_active: Instant::now(),
                 keys: SeenKeys::new(self.inner.settings.keys_remembered_max),
+                queued: Arc::clone(&queued),
+                reset: Arc::new(AtomicBool::new(false)),
             };
             let capacity = self.inner.settings.mailbox_capacity;
             let arbiter = self.inner.pool.pick(id);
@@ -287,9 +301,17 @@ where
                 actor
             });
             self.inner.stats.activations.fetch_add(1, Ordering::Relaxed);
-            Slot { addr, incarnation }
+            Slot {
+                addr,
+                incarnation,
+                queued,
+            }
         });
-        (entry.addr.clone(), entry.incarnation)
+        (
+            entry.addr.clone(),
+            entry.incarnation,
+            Arc::clone(&entry.queued),
+        )
     }
 
     fn forget(&self, id: &A::Id, incarnation: u64) {
@@ -357,6 +379,12 @@ where
     inflight: Arc<AtomicUsize>,
     last_active: Instant,
     keys: SeenKeys<A::Reply>,
+    /// Shared with the registry's slot: commands waiting in the mailbox.
+    queued: Arc<AtomicUsize>,
+    /// Set by the journal writer, before it fails any waiter, when a batch holding this
+    /// incarnation's events failed: from then on its state may hold changes that were never
+    /// stored, so nothing is decided or answered from it, even before `ResetNow` arrives.
+    reset: Arc<AtomicBool>,
 }
 
 impl<A, E> Actor for EntityActor<A, E>
@@ -435,6 +463,7 @@ where
     type Result = ();
 
     fn handle(&mut self, envelope: Envelope<A>, ctx: &mut Context<Self>) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
         self.last_active = Instant::now();
         let Envelope {
             request,
@@ -445,6 +474,12 @@ where
             let _ = reply.send(Answer::Done(Err(ActorError::ShuttingDown)));
             return;
         };
+        if self.reset.load(Ordering::Acquire) {
+            // Nothing was applied: send the command on to a fresh activation, which reloads.
+            self.state = None;
+            let _ = reply.send(Answer::LookAgain(request));
+            return;
+        }
         if self.state.is_none() {
             let _ = reply.send(Answer::Done(Err(ActorError::Unavailable(
                 "entity is being reset".into(),
@@ -470,17 +505,16 @@ where
                     return;
                 }
                 KeyState::Seen(mut outcome) => {
-                    // Same key, in flight or settled: answer with the first one's outcome.
-                    ctx.spawn(
-                        async move {
-                            let settled = outcome.wait_for(Option::is_some).await.ok();
-                            let answer = settled
-                                .and_then(|s| s.clone())
-                                .unwrap_or(Err(ActorError::Unavailable("entity was reset".into())));
-                            let _ = reply.send(Answer::Done(answer));
-                        }
-                        .into_actor(self),
-                    );
+                    // Same key, in flight or settled: answer with the first one's outcome. The
+                    // wait is a task of its own, not of this actor: the actor may passivate or
+                    // reset the moment the outcome arrives, and must not take the wait with it.
+                    actix::spawn(async move {
+                        let settled = outcome.wait_for(Option::is_some).await.ok();
+                        let answer = settled
+                            .and_then(|s| s.clone())
+                            .unwrap_or(Err(ActorError::Unavailable("entity was reset".into())));
+                        let _ = reply.send(Answer::Done(answer));
+                    });
                     return;
                 }
             }
@@ -513,8 +547,15 @@ where
         let nothing_to_write = outcome.events.is_empty() && settle.is_none();
         if nothing_to_write && self.inflight.load(Ordering::Acquire) == 0 {
             // Nothing of this entity is waiting to commit, so the answer shows only durable
-            // state and can go at once.
-            let _ = reply.send(Answer::Done(Ok(outcome.reply)));
+            // state and can go at once, unless a batch of this incarnation failed meanwhile
+            // (the flag is set before the failed submissions leave `inflight`, so reading it
+            // after `inflight` cannot miss it).
+            let answer = if self.reset.load(Ordering::Acquire) {
+                Err(ActorError::Unavailable("entity was reset".into()))
+            } else {
+                Ok(outcome.reply)
+            };
+            let _ = reply.send(Answer::Done(answer));
             return;
         }
         let (record, settled) = match settle {
@@ -540,7 +581,22 @@ where
         };
         let events = outcome.events.into_iter().map(Into::into).collect();
         let addr = ctx.address();
-        let reset = Arc::new(move |_incarnation: u64| addr.do_send(ResetNow));
+        let reset_flag = Arc::clone(&self.reset);
+        let registry = self.registry.clone();
+        let id = self.id.clone();
+        let incarnation = self.incarnation;
+        let reset = Arc::new(move |_incarnation: u64| {
+            reset_flag.store(true, Ordering::Release);
+            // New commands go to a fresh activation at once, not behind `ResetNow` into a
+            // mailbox that is about to be dropped.
+            if let Some(registry) = registry.upgrade() {
+                registry.stats.resets.fetch_add(1, Ordering::Relaxed);
+                registry
+                    .actors
+                    .remove_if(&id, |_, slot| slot.incarnation == incarnation);
+            }
+            addr.do_send(ResetNow);
+        });
         slot.submit(stamp, events, record, completion, reset);
     }
 }

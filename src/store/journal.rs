@@ -12,7 +12,7 @@ use actors::journal::{CommitError, JournalStore, Submission};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 
-use super::{now_ms, Db, StoreError};
+use super::{now_ms, BeginWrite, Db, StoreError};
 use crate::on_db;
 
 /// A transaction in progress, whichever engine it is on.
@@ -75,7 +75,8 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
     async fn commit(&self, batch: &[Submission<E>]) -> Result<(), CommitError> {
         // PostgreSQL: a shared lock on each epoch row makes an activation elsewhere wait for this
         // batch (then raise the epoch), so a stale batch can never commit after it. SQLite has
-        // one writer at a time, which gives the same order.
+        // one writer at a time (the batch takes the write lock when it begins), which gives the
+        // same order.
         let epoch_sql = match self.db {
             Db::Sqlite(_) => "SELECT epoch FROM actor_epochs WHERE kind = $1 AND actor_id = $2",
             Db::Postgres(_) => {
@@ -95,7 +96,7 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok();
         on_db!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(failed)?;
+            let mut tx = pool.begin_write().await.map_err(failed)?;
             let mut fenced = Vec::new();
             for ((kind, id), (epoch, incarnations)) in &epochs {
                 let stored: Option<i64> = sqlx::query_scalar(epoch_sql)

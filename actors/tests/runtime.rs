@@ -1,0 +1,831 @@
+//! Black-box tests of the actor runtime (registry + journal writer) through its public API,
+//! against an in-memory store that injects faults. Each test names the guarantee it checks
+//! (DESIGN.md sections 3 and 4).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Arbiter;
+use actors::journal::JournalSettings;
+use actors::registry::RegistrySettings;
+use actors::{ActorError, Request};
+use common::*;
+use tokio::sync::mpsc;
+
+/// 1. Group commit: many concurrent commands commit in far fewer transactions, and every
+///    acknowledged deposit is in memory and in the store.
+#[actix_rt::test]
+async fn group_commit_batches_concurrent_commands() {
+    let h = harness(
+        JournalSettings {
+            batch_max: 1024,
+            batch_window: Duration::from_millis(5),
+            queue_max: 65_536,
+        },
+        registry_settings(),
+    );
+    h.store.set_commit_delay(Duration::from_millis(2));
+
+    let mut tasks = Vec::new();
+    let mut expected: HashMap<String, u64> = HashMap::new();
+    for i in 0..1000u64 {
+        let id = format!("acct-{}", i % 50);
+        let amount = i % 7 + 1;
+        *expected.entry(id.clone()).or_default() += amount;
+        let registry = h.registry.clone();
+        tasks.push(actix_rt::spawn(async move {
+            registry.ask(id, Request::plain(Cmd::Deposit(amount))).await
+        }));
+    }
+    for task in tasks {
+        let answer = within(30, task).await.unwrap();
+        assert!(
+            matches!(answer, Ok(Reply::Balance(_))),
+            "deposit: {answer:?}"
+        );
+    }
+
+    // The sink is called after a batch's waiters are released: a flush orders us after it.
+    within(10, h.journal.flush()).await.unwrap();
+    let transactions = h.store.transactions();
+    assert!(transactions > 0);
+    assert!(
+        transactions < 200,
+        "1000 commands took {transactions} transactions: no group commit"
+    );
+    for (id, sum) in &expected {
+        assert_eq!(
+            balance(&h.registry, id).await,
+            *sum,
+            "memory balance of {id}"
+        );
+        assert_eq!(h.store.balance(id), *sum, "stored balance of {id}");
+        assert_eq!(
+            h.sink.events(id),
+            h.store.events(id),
+            "the sink saw {id}'s events in commit order"
+        );
+    }
+    assert_eq!(h.store.rows().len(), 1000);
+    assert_eq!(h.sink.rows().len(), 1000);
+}
+
+/// 2. Single activation: 200 concurrent first commands to one new id, raced from several
+///    threads while its load is held, activate it once.
+#[actix_rt::test]
+async fn concurrent_first_commands_activate_once() {
+    let h = default_harness();
+    h.store.hold_loads();
+
+    let senders: Vec<Arbiter> = (0..4).map(|_| Arbiter::new()).collect();
+    let (enqueued_tx, mut enqueued_rx) = mpsc::unbounded_channel::<()>();
+    let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<Answer>();
+    let start = Arc::new(tokio::sync::Barrier::new(senders.len()));
+    for arbiter in &senders {
+        let registry = h.registry.clone();
+        let enqueued = enqueued_tx.clone();
+        let answers = answers_tx.clone();
+        let start = Arc::clone(&start);
+        arbiter.spawn(async move {
+            start.wait().await;
+            let mut pending = Vec::new();
+            for _ in 0..50 {
+                let mut ask =
+                    Box::pin(registry.ask("solo".to_owned(), Request::plain(Cmd::Deposit(1))));
+                match std::future::poll_fn(|cx| std::task::Poll::Ready(ask.as_mut().poll(cx))).await
+                {
+                    std::task::Poll::Ready(answer) => answers.send(answer).unwrap(),
+                    std::task::Poll::Pending => pending.push(ask),
+                }
+            }
+            enqueued.send(()).unwrap();
+            for ask in pending {
+                answers.send(ask.await).unwrap();
+            }
+        });
+    }
+    drop(answers_tx);
+    for _ in 0..senders.len() {
+        within(10, enqueued_rx.recv()).await.unwrap();
+    }
+    // All 200 commands were sent while the first activation was still loading.
+    assert_eq!(h.store.loads("solo"), 0);
+    h.store.release_loads();
+
+    let mut ok = 0;
+    for _ in 0..200 {
+        let answer = within(10, answers_rx.recv()).await.unwrap();
+        assert!(matches!(answer, Ok(Reply::Balance(_))), "{answer:?}");
+        ok += 1;
+    }
+    assert_eq!(ok, 200);
+    assert_eq!(h.store.loads("solo"), 1, "the loader ran more than once");
+    assert_eq!(
+        h.registry
+            .stats()
+            .activations
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(balance(&h.registry, "solo").await, 200);
+    assert_eq!(h.store.balance("solo"), 200);
+    for arbiter in senders {
+        arbiter.stop();
+    }
+}
+
+/// 3a. A failing batch: its commands get `NotStored`, nothing of them is stored or fanned out,
+///     and the actor is reset: the next command reloads (new load, new epoch) and sees only
+///     what was acknowledged.
+#[actix_rt::test]
+async fn failed_batch_fails_its_commands_and_resets_the_actor() {
+    let h = default_harness();
+    assert_eq!(
+        ask(&h.registry, "a", Cmd::Deposit(5)).await,
+        Ok(Reply::Balance(5))
+    );
+    let loads_before = h.store.loads("a");
+    let epoch_before = h.store.epoch("a");
+
+    h.store.set_failing(true);
+    let mut sent = Vec::new();
+    for amount in 1..=10 {
+        sent.push(send_plain(&h.registry, "a", Cmd::Deposit(amount)).await);
+    }
+    for s in sent {
+        let answer = s.answer().await;
+        assert!(is_not_stored(&answer), "{answer:?}");
+    }
+    assert_eq!(h.store.events("a"), vec![Event::Deposited(5)]);
+    h.store.set_failing(false);
+    within(10, h.journal.flush()).await.unwrap();
+    assert_eq!(h.sink.events("a"), vec![Event::Deposited(5)]);
+
+    assert_eq!(balance(&h.registry, "a").await, 5);
+    assert_eq!(
+        h.store.loads("a"),
+        loads_before + 1,
+        "the actor was not reset"
+    );
+    assert_eq!(h.store.epoch("a"), epoch_before + 1);
+    assert!(
+        h.registry
+            .stats()
+            .resets
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    assert_eq!(
+        ask(&h.registry, "a", Cmd::Deposit(100)).await,
+        Ok(Reply::Balance(105))
+    );
+    assert_eq!(h.store.balance("a"), 105);
+}
+
+/// 3b. A mix: deposits acknowledged before a failure stay, exactly once; those in the failing
+///     batch (of this and of another entity) are gone; memory after recovery equals the store.
+#[actix_rt::test]
+async fn acknowledged_changes_survive_a_failed_batch_exactly_once() {
+    let h = default_harness();
+    h.store.set_commit_delay(Duration::from_millis(1));
+    let mut acknowledged: Vec<u64> = Vec::new();
+
+    // Acknowledged before the failure.
+    let mut sent = Vec::new();
+    for amount in [1, 2, 3, 4, 5] {
+        sent.push((
+            amount,
+            send_plain(&h.registry, "b", Cmd::Deposit(amount)).await,
+        ));
+    }
+    for (amount, s) in sent {
+        assert_eq!(
+            s.answer().await.map(|_| ()),
+            Ok(()),
+            "deposit {amount} before the failure"
+        );
+        acknowledged.push(amount);
+    }
+
+    // In the failing batch(es): deposits of "b" and of another entity "c".
+    h.store.hold_commits();
+    let mut doomed = Vec::new();
+    for amount in [10, 20, 30, 40] {
+        doomed.push(send_plain(&h.registry, "b", Cmd::Deposit(amount)).await);
+        doomed.push(send_plain(&h.registry, "c", Cmd::Deposit(amount)).await);
+    }
+    handled(&h.registry, "b").await;
+    handled(&h.registry, "c").await;
+    // However the writer cut them into batches, every batch holding them fails.
+    h.store.set_failing(true);
+    h.store.release_commits();
+    for s in doomed {
+        let answer = s.answer().await;
+        assert!(is_not_stored(&answer), "{answer:?}");
+    }
+    h.store.set_failing(false);
+
+    // Acknowledged after the failure, on the fresh incarnation.
+    for amount in [100, 200] {
+        assert!(ask(&h.registry, "b", Cmd::Deposit(amount)).await.is_ok());
+        acknowledged.push(amount);
+    }
+    acknowledged.sort_unstable();
+    assert_eq!(h.store.deposits("b"), acknowledged, "every ack stored once");
+    assert!(h.store.events("c").is_empty());
+    let stored = h.store.balance("b");
+    assert_eq!(stored, acknowledged.iter().sum::<u64>());
+    assert_eq!(balance(&h.registry, "b").await, stored);
+    assert_eq!(balance(&h.registry, "c").await, 0);
+    within(10, h.journal.flush()).await.unwrap();
+    assert_eq!(h.sink.events("b"), h.store.events("b"));
+    assert!(h.sink.events("c").is_empty());
+}
+
+/// 3c. The poisoned path: a later submission of a failed incarnation, queued behind the
+///     failing batch, is failed without being written; another entity's submission queued with
+///     it commits.
+#[actix_rt::test]
+async fn submissions_queued_behind_a_failed_batch_are_not_written() {
+    let h = default_harness();
+    assert!(ask(&h.registry, "p", Cmd::Deposit(1)).await.is_ok());
+    assert!(ask(&h.registry, "q", Cmd::Deposit(1)).await.is_ok());
+
+    h.store.hold_commits();
+    let entered = h.store.entered_now();
+    let first = send_plain(&h.registry, "p", Cmd::Deposit(10)).await;
+    handled(&h.registry, "p").await;
+    // The batch holding the first deposit is now being committed (held at the gate) ...
+    h.store.entered(entered + 1).await;
+    // ... and these are queued behind it: a deposit that was decided on top of the first one,
+    // and a deposit of another entity.
+    let second = send_plain(&h.registry, "p", Cmd::Deposit(20)).await;
+    let other = send_plain(&h.registry, "q", Cmd::Deposit(5)).await;
+    handled(&h.registry, "p").await;
+    handled(&h.registry, "q").await;
+
+    let attempts = h.store.attempts();
+    h.store.fail_next(1);
+    h.store.release_commits();
+    assert!(is_not_stored(&first.answer().await));
+    let second = second.answer().await;
+    assert!(is_not_stored(&second), "{second:?}");
+    assert_eq!(other.answer().await, Ok(Reply::Balance(6)));
+    assert_eq!(h.store.events("p"), vec![Event::Deposited(1)]);
+    assert_eq!(h.store.deposits("q"), vec![1, 5]);
+    // One failed attempt for the first batch, one commit holding only q's deposit.
+    assert_eq!(h.store.attempts(), attempts + 2);
+    assert_eq!(balance(&h.registry, "p").await, 1);
+}
+
+/// 3d. Under repeated injected failures and concurrency, the store holds exactly the
+///     acknowledged deposits, once each, and memory agrees with the store.
+#[actix_rt::test]
+async fn acknowledged_exactly_once_under_intermittent_failures() {
+    let h = harness(
+        JournalSettings {
+            batch_max: 8,
+            batch_window: Duration::from_millis(1),
+            queue_max: 4096,
+        },
+        registry_settings(),
+    );
+    h.store.fail_every(3);
+    let ids: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    let mut tasks = Vec::new();
+    for round in 0..5u64 {
+        for (n, id) in ids.iter().enumerate() {
+            for k in 0..10u64 {
+                // A unique amount per command, so that each one can be found in the store.
+                let amount = 1 + round * 1000 + (n as u64) * 10 + k;
+                let registry = h.registry.clone();
+                let id = id.clone();
+                tasks.push(actix_rt::spawn(async move {
+                    let answer = registry
+                        .ask(id.clone(), Request::plain(Cmd::Deposit(amount)))
+                        .await;
+                    (id, amount, answer)
+                }));
+            }
+        }
+    }
+    let mut acknowledged: HashMap<String, Vec<u64>> = HashMap::new();
+    let (mut ok, mut failed) = (0, 0);
+    for task in tasks {
+        let (id, amount, answer) = within(30, task).await.unwrap();
+        match answer {
+            Ok(_) => {
+                ok += 1;
+                acknowledged.entry(id).or_default().push(amount);
+            }
+            Err(ActorError::NotStored(_) | ActorError::Unavailable(_)) => failed += 1,
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert!(ok > 0 && failed > 0, "ok {ok}, failed {failed}");
+    h.store.fail_every(0);
+    for id in &ids {
+        let mut expected = acknowledged.remove(id).unwrap_or_default();
+        expected.sort_unstable();
+        assert_eq!(h.store.deposits(id), expected, "stored deposits of {id}");
+        let stored = h.store.balance(id);
+        assert_eq!(
+            balance(&h.registry, id).await,
+            stored,
+            "memory vs store for {id}"
+        );
+    }
+}
+
+/// 4a. A full mailbox answers `Busy` at once; nothing is lost: every accepted command is
+///     applied exactly once, and no refused one is.
+#[actix_rt::test]
+async fn full_mailbox_answers_busy_at_once() {
+    let h = harness(
+        journal_settings(),
+        RegistrySettings {
+            mailbox_capacity: 4,
+            ..registry_settings()
+        },
+    );
+    h.store.hold_loads();
+    let mut sent = Vec::new();
+    for amount in 1..=40u64 {
+        sent.push((
+            amount,
+            send_plain(&h.registry, "busy", Cmd::Deposit(amount)).await,
+        ));
+    }
+    let busy_at_once = sent
+        .iter()
+        .filter(|(_, s)| matches!(s.at_once(), Some(Err(ActorError::Busy(_)))))
+        .count();
+    assert!(
+        busy_at_once > 0,
+        "a flood of 40 into a mailbox of 4 was never busy"
+    );
+    h.store.release_loads();
+
+    let mut applied = Vec::new();
+    for (amount, s) in sent {
+        match s.answer().await {
+            Ok(_) => applied.push(amount),
+            Err(ActorError::Busy("mailbox")) => {}
+            other => panic!("deposit {amount}: {other:?}"),
+        }
+    }
+    // The load was held, so nothing left the mailbox: exactly its capacity was accepted.
+    assert_eq!(applied, vec![1, 2, 3, 4]);
+    assert_eq!(busy_at_once, 36);
+    assert_eq!(h.store.deposits("busy"), applied);
+    assert_eq!(
+        balance(&h.registry, "busy").await,
+        applied.iter().sum::<u64>()
+    );
+}
+
+/// 4b. A full journal queue answers `Busy("journal")`; refused commands change nothing.
+#[actix_rt::test]
+async fn full_journal_queue_answers_busy() {
+    let h = harness(
+        JournalSettings {
+            batch_max: 2,
+            batch_window: Duration::from_millis(1),
+            queue_max: 2,
+        },
+        registry_settings(),
+    );
+    h.store.set_commit_delay(Duration::from_millis(20));
+    let mut tasks = Vec::new();
+    for n in 0..200u64 {
+        let id = format!("j{}", n % 10);
+        let amount = n + 1;
+        let registry = h.registry.clone();
+        tasks.push(actix_rt::spawn(async move {
+            let answer = registry
+                .ask(id.clone(), Request::plain(Cmd::Deposit(amount)))
+                .await;
+            (id, amount, answer)
+        }));
+    }
+    let mut applied: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut busy = 0;
+    for task in tasks {
+        let (id, amount, answer) = within(60, task).await.unwrap();
+        match answer {
+            Ok(_) => applied.entry(id).or_default().push(amount),
+            Err(ActorError::Busy("journal")) => busy += 1,
+            other => panic!("deposit {amount} to {id}: {other:?}"),
+        }
+    }
+    assert!(
+        busy > 0,
+        "a slow store with a journal queue of 2 was never busy"
+    );
+    assert!(!applied.is_empty());
+    h.store.set_commit_delay(Duration::ZERO);
+    for n in 0..10 {
+        let id = format!("j{n}");
+        let mut expected = applied.remove(&id).unwrap_or_default();
+        expected.sort_unstable();
+        assert_eq!(h.store.deposits(&id), expected, "stored deposits of {id}");
+        assert_eq!(
+            balance(&h.registry, &id).await,
+            expected.iter().sum::<u64>()
+        );
+    }
+}
+
+/// 5. Passivation: an idle actor leaves the registry; the next command reactivates it with its
+///    state reloaded intact. An actor with work in flight does not passivate.
+#[actix_rt::test]
+async fn idle_actor_passivates_and_reactivates_intact() {
+    let h = harness(
+        journal_settings(),
+        RegistrySettings {
+            passivate_after: Duration::from_millis(50),
+            ..registry_settings()
+        },
+    );
+    assert_eq!(
+        ask(&h.registry, "idle", Cmd::Deposit(42)).await,
+        Ok(Reply::Balance(42))
+    );
+    assert_eq!(h.registry.len(), 1);
+    wait_until_empty(&h.registry).await;
+    assert!(
+        h.registry
+            .stats()
+            .passivations
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    assert_eq!(h.store.loads("idle"), 1);
+    assert_eq!(balance(&h.registry, "idle").await, 42);
+    assert_eq!(h.store.loads("idle"), 2, "the state was not reloaded");
+    assert_eq!(
+        ask(&h.registry, "idle", Cmd::Withdraw(40)).await,
+        Ok(Reply::Balance(2))
+    );
+
+    // With a commit in flight, the actor stays well past its idle time.
+    h.store.hold_commits();
+    let pending = send_plain(&h.registry, "idle", Cmd::Deposit(8)).await;
+    let gone =
+        tokio::time::timeout(Duration::from_millis(300), wait_until_empty(&h.registry)).await;
+    assert!(gone.is_err(), "an actor with work in flight passivated");
+    h.store.release_commits();
+    assert_eq!(pending.answer().await, Ok(Reply::Balance(10)));
+    wait_until_empty(&h.registry).await;
+    assert_eq!(balance(&h.registry, "idle").await, 10);
+}
+
+async fn wait_until_empty(registry: &AccountRegistry) {
+    within(5, async {
+        while !registry.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// 6. Idempotency: one key, one effect, the same reply every time (concurrent copies, after
+///    commit, after passivation from the store); a different request under the key is refused.
+#[actix_rt::test]
+async fn idempotent_retries_get_the_first_answer() {
+    let h = harness(
+        journal_settings(),
+        RegistrySettings {
+            passivate_after: Duration::from_millis(50),
+            ..registry_settings()
+        },
+    );
+    let mut copies = Vec::new();
+    for _ in 0..3 {
+        copies.push(send(&h.registry, "i", keyed(Cmd::Deposit(7), "k1", "deposit-7")).await);
+    }
+    let mut replies = Vec::new();
+    for copy in copies {
+        replies.push(copy.answer().await);
+    }
+    // Retry after commit.
+    replies.push(
+        within(
+            10,
+            h.registry
+                .ask("i".into(), keyed(Cmd::Deposit(7), "k1", "deposit-7")),
+        )
+        .await,
+    );
+    // Retry after passivation: the store answers, without activating the actor.
+    wait_until_empty(&h.registry).await;
+    let loads = h.store.loads("i");
+    replies.push(
+        within(
+            10,
+            h.registry
+                .ask("i".into(), keyed(Cmd::Deposit(7), "k1", "deposit-7")),
+        )
+        .await,
+    );
+    assert_eq!(
+        h.store.loads("i"),
+        loads,
+        "the store should have answered the retry"
+    );
+    for reply in &replies {
+        assert_eq!(reply, &Ok(Reply::Balance(7)));
+    }
+    assert_eq!(
+        h.store.events("i"),
+        vec![Event::Deposited(7)],
+        "exactly one effect"
+    );
+
+    // The key with a different request: refused, from the store ...
+    assert_eq!(
+        within(
+            10,
+            h.registry
+                .ask("i".into(), keyed(Cmd::Deposit(8), "k1", "deposit-8"))
+        )
+        .await,
+        Err(ActorError::KeyReused)
+    );
+    // ... and from the actor's memory while the first use is in flight.
+    h.store.hold_commits();
+    let entered = h.store.entered_now();
+    let registry = h.registry.clone();
+    let first = actix_rt::spawn(async move {
+        registry
+            .ask("i".into(), keyed(Cmd::Deposit(1), "k2", "deposit-1"))
+            .await
+    });
+    // Its batch is being committed (held), so the key is in flight.
+    h.store.entered(entered + 1).await;
+    assert_eq!(
+        within(
+            10,
+            h.registry
+                .ask("i".into(), keyed(Cmd::Withdraw(1), "k2", "withdraw-1"))
+        )
+        .await,
+        Err(ActorError::KeyReused)
+    );
+    h.store.release_commits();
+    assert_eq!(within(10, first).await.unwrap(), Ok(Reply::Balance(8)));
+
+    // A refusal is an answer too: stored and replayed, not re-decided.
+    let refused = Reply::Refused {
+        balance: 8,
+        wanted: 9,
+    };
+    assert_eq!(
+        within(
+            10,
+            h.registry
+                .ask("i".into(), keyed(Cmd::Withdraw(9), "k3", "withdraw-9"))
+        )
+        .await,
+        Ok(refused.clone())
+    );
+    assert!(ask(&h.registry, "i", Cmd::Deposit(100)).await.is_ok());
+    assert_eq!(
+        within(
+            10,
+            h.registry
+                .ask("i".into(), keyed(Cmd::Withdraw(9), "k3", "withdraw-9"))
+        )
+        .await,
+        Ok(refused)
+    );
+    assert_eq!(h.store.balance("i"), 108);
+    assert!(h.store.duplicate_keys().is_empty());
+}
+
+/// 6c. A duplicate of a keyed command that waits for the first one's outcome gets it, even if
+///     the actor passivates the moment that outcome arrives (the actor was idle meanwhile,
+///     and its thread busy when the commit completed).
+#[actix_rt::test]
+async fn passivation_does_not_drop_a_waiting_duplicate() {
+    let passivate_after = Duration::from_millis(30);
+    let h = harness_on(
+        1,
+        journal_settings(),
+        RegistrySettings {
+            passivate_after,
+            ..registry_settings()
+        },
+    );
+    h.store.hold_commits();
+    let entered = h.store.entered_now();
+    let registry = h.registry.clone();
+    let first = actix_rt::spawn(async move {
+        registry
+            .ask("d".into(), keyed(Cmd::Deposit(1), "k", "deposit-1"))
+            .await
+    });
+    h.store.entered(entered + 1).await;
+    let registry = h.registry.clone();
+    let duplicate = actix_rt::spawn(async move {
+        registry
+            .ask("d".into(), keyed(Cmd::Deposit(1), "k", "deposit-1"))
+            .await
+    });
+    handled(&h.registry, "d").await;
+    let idle_since = tokio::time::Instant::now();
+    // Block the one arbiter thread, then let the commit complete and the actor's idle time
+    // run out while its thread is busy.
+    let stall = Stall::new();
+    let stalled = send_plain(&h.registry, "other", Cmd::Stall(Arc::clone(&stall))).await;
+    within(10, stall.started.notified()).await;
+    h.store.release_commits();
+    assert_eq!(within(10, first).await.unwrap(), Ok(Reply::Balance(1)));
+    tokio::time::sleep_until(idle_since + passivate_after * 3).await;
+    stall.release();
+    assert!(stalled.answer().await.is_ok());
+    assert_eq!(within(10, duplicate).await.unwrap(), Ok(Reply::Balance(1)));
+    assert_eq!(h.store.events("d"), vec![Event::Deposited(1)]);
+}
+
+/// 6b. A key whose first attempt failed to commit is free: the retry runs once.
+#[actix_rt::test]
+async fn a_key_whose_attempt_failed_runs_once_on_retry() {
+    let h = default_harness();
+    h.store.fail_next(1);
+    let first = within(
+        10,
+        h.registry
+            .ask("r".into(), keyed(Cmd::Deposit(3), "k", "deposit-3")),
+    )
+    .await;
+    assert!(is_not_stored(&first), "{first:?}");
+    for _ in 0..2 {
+        assert_eq!(
+            within(
+                10,
+                h.registry
+                    .ask("r".into(), keyed(Cmd::Deposit(3), "k", "deposit-3"))
+            )
+            .await,
+            Ok(Reply::Balance(3))
+        );
+    }
+    assert_eq!(h.store.events("r"), vec![Event::Deposited(3)]);
+}
+
+/// 7a. A read sent right behind an uncommitted deposit never shows the deposit if its batch
+///     then fails.
+#[actix_rt::test]
+async fn read_behind_a_failed_write_does_not_see_it() {
+    let h = default_harness();
+    assert!(ask(&h.registry, "r", Cmd::Deposit(10)).await.is_ok());
+    h.store.hold_commits();
+    let deposit = send_plain(&h.registry, "r", Cmd::Deposit(100)).await;
+    let read = send_plain(&h.registry, "r", Cmd::Balance).await;
+    handled(&h.registry, "r").await;
+    h.store.fail_next(1);
+    h.store.release_commits();
+    assert!(is_not_stored(&deposit.answer().await));
+    let read = read.answer().await;
+    assert!(
+        matches!(read, Err(_) | Ok(Reply::Balance(10))),
+        "a read reported an uncommitted deposit: {read:?}"
+    );
+    assert_eq!(balance(&h.registry, "r").await, 10);
+}
+
+/// 7b. The same when the read is still waiting in the mailbox when the batch fails: the actor
+///     must not answer it from the state that held the failed deposit.
+#[actix_rt::test]
+async fn read_queued_during_a_failure_does_not_see_the_failed_write() {
+    let h = default_harness();
+    assert!(ask(&h.registry, "s", Cmd::Deposit(10)).await.is_ok());
+    h.store.hold_commits();
+    let deposit = send_plain(&h.registry, "s", Cmd::Deposit(100)).await;
+    let stall = Stall::new();
+    let stalled = send_plain(&h.registry, "s", Cmd::Stall(Arc::clone(&stall))).await;
+    let read = send_plain(&h.registry, "s", Cmd::Balance).await;
+    // The deposit is handed to the journal and the actor is blocked inside the stall, with
+    // the read behind it in the mailbox.
+    within(10, stall.started.notified()).await;
+    h.store.fail_next(1);
+    h.store.release_commits();
+    assert!(is_not_stored(&deposit.answer().await));
+    stall.release();
+    let stalled = stalled.answer().await;
+    assert!(
+        matches!(stalled, Err(_) | Ok(Reply::Balance(10))),
+        "a read that ended after the failure reported the failed deposit: {stalled:?}"
+    );
+    let read = read.answer().await;
+    assert!(
+        matches!(read, Err(_) | Ok(Reply::Balance(10))),
+        "a read queued during the failure reported the failed deposit: {read:?}"
+    );
+    assert_eq!(balance(&h.registry, "s").await, 10);
+}
+
+/// 8. Fencing: once another activation raised the epoch, the old incarnation cannot write; it
+///    is reset, and the next write (on a fresh activation) succeeds. Other entities in the same
+///    batch commit.
+#[actix_rt::test]
+async fn fenced_incarnation_cannot_write_and_is_reset() {
+    let h = default_harness();
+    assert!(ask(&h.registry, "f", Cmd::Deposit(10)).await.is_ok());
+    assert!(ask(&h.registry, "g", Cmd::Deposit(10)).await.is_ok());
+    let loads = h.store.loads("f");
+
+    // Another node activated "f".
+    h.store.raise_epoch("f");
+    let stale = ask(&h.registry, "f", Cmd::Deposit(5)).await;
+    assert!(is_not_stored(&stale), "{stale:?}");
+    // The very next write goes to a fresh activation and commits.
+    assert_eq!(
+        ask(&h.registry, "f", Cmd::Deposit(1)).await,
+        Ok(Reply::Balance(11))
+    );
+    assert_eq!(h.store.loads("f"), loads + 1);
+    assert_eq!(h.store.deposits("f"), vec![1, 10]);
+
+    // A fenced submission and another entity's in one batch: only the fenced one fails.
+    h.store.hold_commits();
+    let fenced = send_plain(&h.registry, "f", Cmd::Deposit(7)).await;
+    let fine = send_plain(&h.registry, "g", Cmd::Deposit(7)).await;
+    handled(&h.registry, "f").await;
+    handled(&h.registry, "g").await;
+    h.store.raise_epoch("f");
+    h.store.release_commits();
+    assert!(is_not_stored(&fenced.answer().await));
+    assert_eq!(fine.answer().await, Ok(Reply::Balance(17)));
+    assert_eq!(balance(&h.registry, "f").await, 11);
+    assert_eq!(h.store.deposits("g"), vec![7, 10]);
+}
+
+/// 9. `flush` resolves only after work submitted before it has committed.
+#[actix_rt::test]
+async fn flush_waits_for_earlier_work() {
+    let h = default_harness();
+    h.store.hold_commits();
+    let mut sent = Vec::new();
+    for amount in [1, 2, 3] {
+        sent.push(send_plain(&h.registry, "fl", Cmd::Deposit(amount)).await);
+        sent.push(send_plain(&h.registry, "fm", Cmd::Deposit(amount)).await);
+    }
+    handled(&h.registry, "fl").await;
+    handled(&h.registry, "fm").await;
+
+    let journal = h.journal.clone();
+    let mut flush = Box::pin(journal.flush());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), flush.as_mut())
+            .await
+            .is_err(),
+        "flush resolved while commits were held"
+    );
+    h.store.release_commits();
+    assert_eq!(within(10, flush).await, Ok(()));
+    // Everything submitted before the flush is durable the moment it resolves.
+    assert_eq!(h.store.deposits("fl"), vec![1, 2, 3]);
+    assert_eq!(h.store.deposits("fm"), vec![1, 2, 3]);
+    for s in sent {
+        assert!(s.answer().await.is_ok());
+    }
+    // A flush with nothing pending resolves at once.
+    assert_eq!(within(10, h.journal.flush()).await, Ok(()));
+}
+
+/// A failed load makes the commands waiting for it `Unavailable`; the next one activates afresh.
+#[actix_rt::test]
+async fn failed_load_is_unavailable_then_recovers() {
+    let h = default_harness();
+    h.store.fail_loads(1);
+    let answer = ask(&h.registry, "l", Cmd::Deposit(4)).await;
+    assert!(
+        matches!(answer, Err(ActorError::Unavailable(_))),
+        "{answer:?}"
+    );
+    assert!(h.store.events("l").is_empty());
+    assert_eq!(
+        ask(&h.registry, "l", Cmd::Deposit(4)).await,
+        Ok(Reply::Balance(4))
+    );
+    assert_eq!(h.store.loads("l"), 2);
+
+    // The same after a reset: the reactivation's load fails, the one after succeeds.
+    h.store.fail_next(1);
+    let answer = ask(&h.registry, "l", Cmd::Deposit(1000)).await;
+    assert!(is_not_stored(&answer), "{answer:?}");
+    h.store.fail_loads(1);
+    let answer = ask(&h.registry, "l", Cmd::Balance).await;
+    assert!(
+        matches!(answer, Err(ActorError::Unavailable(_))),
+        "{answer:?}"
+    );
+    assert_eq!(balance(&h.registry, "l").await, 4);
+}

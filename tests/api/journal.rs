@@ -1,0 +1,108 @@
+//! The write-behind journal seen from outside: group commit, and a failing batch.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_node_with, TestNode};
+
+/// Sum of a Prometheus counter or histogram count line.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn meta(token: &str, request_id: &str) -> Value {
+    json!({"uuid": "dev", "client_version": "1.0", "request_id": request_id, "evg_auth_token": token})
+}
+
+async fn deposit(
+    node: &TestNode,
+    token: &str,
+    request_id: &str,
+    amount: &str,
+) -> reqwest::Response {
+    node.post_json(
+        "/rest/v01/deposit",
+        &json!({"meta": meta(token, request_id), "amount": amount}),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn concurrent_commands_commit_in_far_fewer_transactions() {
+    // A generous window so that batching does not depend on the machine's speed.
+    let node = spawn_node_with(|s| s.journal_batch_window_us = 20_000).await;
+    let mut tokens = Vec::new();
+    for _ in 0..20 {
+        tokens.push(node.user().await.token);
+    }
+    let before = node.metrics().await;
+    let commands = 400;
+    let deposits = (0..commands).map(|i| {
+        let token = tokens[i % tokens.len()].clone();
+        let node = &node;
+        async move {
+            deposit(node, &token, &format!("dep-{i}"), "1")
+                .await
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(deposits).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let after = node.metrics().await;
+    let batches = metric(&after, "node_journal_batches_total{result=\"committed\"}")
+        - metric(&before, "node_journal_batches_total{result=\"committed\"}");
+    let submissions = metric(&after, "node_journal_batch_submissions_sum")
+        - metric(&before, "node_journal_batch_submissions_sum");
+    assert!(
+        submissions >= commands as f64,
+        "{submissions} submissions for {commands} commands"
+    );
+    assert!(
+        batches * 4.0 <= commands as f64,
+        "{commands} commands took {batches} transactions: no group commit"
+    );
+    let (sums, negative) = node.audit().await;
+    assert!(sums.iter().all(|(_, sum)| *sum == 0), "{sums:?}");
+    assert_eq!(negative, 0);
+}
+
+#[actix_web::test]
+async fn a_failed_batch_keeps_nothing_and_loses_nothing() {
+    let node = spawn_node_with(|_| {}).await;
+    let user = node.user().await;
+    let ok = deposit(&node, &user.token, "first", "10").await;
+    assert_eq!(ok.status(), 200);
+    node.faults.fail_next_batches(1);
+    let failed = deposit(&node, &user.token, "second", "5").await;
+    assert_eq!(failed.status(), 500);
+    let body: Value = failed.json().await.unwrap();
+    assert_eq!(body["meta"]["status"], "error");
+    // The acknowledged deposit is there, the failed one is not, and the wallet (reset after the
+    // failure) agrees with the store.
+    let info = node
+        .post_json(
+            "/rest/v01/account_info",
+            &json!({"meta": meta(&user.token, "info")}),
+        )
+        .await;
+    let info: Value = info.json().await.unwrap();
+    assert_eq!(info["meta"]["wallet_balance"], "10");
+    // The failed request id left nothing behind: retrying it applies it once.
+    let retried = deposit(&node, &user.token, "second", "5").await;
+    assert_eq!(retried.status(), 200);
+    let retried: Value = retried.json().await.unwrap();
+    assert_eq!(retried["meta"]["wallet_balance"], "15");
+    let again = deposit(&node, &user.token, "second", "5").await;
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, retried);
+    let (sums, negative) = node.audit().await;
+    assert_eq!(sums, vec![("EVG".to_owned(), 0)]);
+    assert_eq!(negative, 0);
+    let text = node.metrics().await;
+    assert!(
+        metric(&text, "node_journal_batches_total{result=\"failed\"}") >= 1.0,
+        "{text}"
+    );
+}
