@@ -125,6 +125,11 @@ pub struct Settings {
     )]
     pub ws_subscriptions_per_connection_max: usize,
 
+    /// Most missed user-topic events a reconnecting client is sent (resume with `since`);
+    /// a larger gap is answered `gap_too_large` and the client reloads over REST.
+    #[arg(long, env = "WS_RESUME_MAX", default_value_t = 1000)]
+    pub ws_resume_max: u64,
+
     /// Most actor submissions committed in one database transaction.
     #[arg(long, env = "JOURNAL_BATCH_MAX", default_value_t = 1024)]
     pub journal_batch_max: usize,
@@ -173,6 +178,15 @@ pub struct Settings {
         default_value = "https://example.invalid/upgrade"
     )]
     pub evergreen_upgrade_url: String,
+
+    /// Base URL of the Facebook Graph API that verifies `register_device` tokens
+    /// (`GET {base}/me?fields=id,name&access_token=…`).
+    #[arg(
+        long,
+        env = "FACEBOOK_GRAPH_URL",
+        default_value = "https://graph.facebook.com"
+    )]
+    pub facebook_graph_url: String,
 
     /// Seconds to finish in-flight work at shutdown before closing anyway.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
@@ -227,6 +241,7 @@ impl Settings {
             ws_send_queue_max: 1024,
             ws_connections_per_user_max: 16,
             ws_subscriptions_per_connection_max: 256,
+            ws_resume_max: 1000,
             journal_batch_max: 1024,
             journal_batch_window_us: 2_000,
             journal_queue_max: 65_536,
@@ -238,6 +253,7 @@ impl Settings {
             amount_max: 1_000_000,
             evergreen_client_version_min: "0".into(),
             evergreen_upgrade_url: "https://example.invalid/upgrade".into(),
+            facebook_graph_url: "https://graph.facebook.com".into(),
             shutdown_grace_secs: 10,
             log_format: LogFormat::Pretty,
         }

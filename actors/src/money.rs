@@ -141,12 +141,31 @@ impl fmt::Display for Money {
     }
 }
 
+/// A decimal written the plain way: an optional `-`, digits, and optionally `.` and digits
+/// (`"12"`, `"12.50"`, `"-3"`). No exponent (`"1e3"`), no `+`, no separators, no blanks:
+/// `Decimal::from_str` accepts some of those, and an amount on a money path must mean exactly
+/// what it shows. At most 40 characters.
+pub fn parse_plain_decimal(raw: &str) -> Option<Decimal> {
+    const CHARS_MAX: usize = 40;
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (digits, None),
+    };
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if raw.len() > CHARS_MAX || !all_digits(whole) || !fraction.is_none_or(all_digits) {
+        return None;
+    }
+    raw.parse().ok()
+}
+
 /// A minor-unit balance shown as a decimal of its currency.
 pub fn decimal(minor: i64, currency: Currency) -> Decimal {
     Decimal::new(minor, currency.scale())
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
     use std::str::FromStr;
@@ -171,5 +190,18 @@ mod tests {
         assert!(Money::new(Decimal::from_str("0.5").expect("d"), jpy).is_err());
         assert!(Money::new(Decimal::MAX, usd).is_err());
         assert!(Currency::parse("XXX").is_none());
+    }
+
+    #[test]
+    fn only_plain_decimals_parse() {
+        for good in ["0", "12", "12.50", "-3", "007.10"] {
+            assert!(parse_plain_decimal(good).is_some(), "{good}");
+        }
+        for bad in [
+            "", "1e3", "1E3", "+1", "1.", ".5", "1_000", " 1", "1 ", "--1", "1.2.3", "abc",
+        ] {
+            assert!(parse_plain_decimal(bad).is_none(), "{bad}");
+        }
+        assert!(parse_plain_decimal(&"9".repeat(41)).is_none());
     }
 }

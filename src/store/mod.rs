@@ -4,6 +4,9 @@
 //!
 //! One function per query; handlers never hold SQL.
 
+pub mod apps;
+pub mod evergreen_history;
+pub mod evergreen_merchant;
 pub mod external_ids;
 pub mod idempotency;
 pub mod journal;
@@ -59,6 +62,35 @@ macro_rules! on_db {
             $crate::store::Db::Postgres($pool) => $body,
         }
     };
+}
+
+/// Begin a transaction that writes. On SQLite it takes the write lock at once (`BEGIN
+/// IMMEDIATE`), waiting up to the busy timeout for it: a deferred transaction that reads first
+/// and writes later fails at its first write with "database is locked", without waiting, when
+/// another connection wrote in between (an activation raising an epoch while a journal batch
+/// checks epochs, say). PostgreSQL needs nothing special. Every write transaction goes through
+/// this.
+pub trait BeginWrite {
+    type Database: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>,
+    > + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
 }
 
 /// Current time in Unix milliseconds, the unit of every stored time.

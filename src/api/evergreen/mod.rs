@@ -15,7 +15,6 @@ pub mod payments;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::str::FromStr;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -441,8 +440,8 @@ pub async fn caller(state: &AppState, meta: &Meta) -> Result<Identity, EvgError>
 /// An EVG amount from its string: positive, integral in v1, at most the configured maximum.
 pub fn parse_credits(state: &AppState, path: &str, raw: &str) -> Result<Money, EvgError> {
     let invalid = |msg: &str| EvgError::invalid(path, msg);
-    let amount = Decimal::from_str(raw.trim())
-        .map_err(|_| invalid("must be a number of credits, as a string"))?;
+    let amount = actors::money::parse_plain_decimal(raw.trim())
+        .ok_or_else(|| invalid("must be a number of credits, as a string"))?;
     if amount <= Decimal::ZERO {
         return Err(invalid("must be greater than zero"));
     }
