@@ -73,9 +73,13 @@ impl Codec {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::{ClientFrame, Event, Push, ServerFrame};
+    use crate::{
+        AuthFrame, ClientFrame, Event, Hello, Push, ServerFrame, TopicResume, WalletAnswer,
+        WalletBalance,
+    };
 
     #[test]
     fn client_frames_round_trip_in_both_codecs() {
@@ -116,12 +120,168 @@ mod tests {
     }
 
     #[test]
+    fn wallet_frames_round_trip_in_both_codecs() {
+        let frames = [
+            ClientFrame::Balance { id: None },
+            ClientFrame::Pay {
+                id: Some("p1".into()),
+                payee: "user:u2".into(),
+                amount: "25".into(),
+                currency: None,
+                description: Some("lunch".into()),
+                transaction_id: Some("t1".into()),
+            },
+            ClientFrame::RequestPayment {
+                id: Some("r1".into()),
+                payor: "qr:abc".into(),
+                amount: "12.50".into(),
+                currency: Some("USD".into()),
+                description: "tickets".into(),
+            },
+            ClientFrame::RejectPayment {
+                id: Some("j1".into()),
+                transaction_id: "t1".into(),
+            },
+            ClientFrame::CancelRequest {
+                id: Some("c1".into()),
+                transaction_id: "t1".into(),
+            },
+        ];
+        for frame in frames {
+            for codec in [Codec::Json, Codec::MsgPack] {
+                let back: ClientFrame = codec.decode(&codec.encode(&frame)).expect("decodes");
+                assert_eq!(back, frame);
+            }
+        }
+        let answer = ServerFrame::Wallet(WalletAnswer {
+            id: Some("p1".into()),
+            status: "insufficient_funds".into(),
+            message: Some("Your balance is only 3 EVG".into()),
+            balances: vec![WalletBalance {
+                currency: "EVG".into(),
+                available: "3.00".into(),
+                total: "3.00".into(),
+            }],
+            transaction_id: None,
+            transfer_id: None,
+        });
+        for codec in [Codec::Json, Codec::MsgPack] {
+            let back: ServerFrame = codec.decode(&codec.encode(&answer)).expect("decodes");
+            assert_eq!(back, answer);
+        }
+    }
+
+    #[test]
+    fn wallet_json_shapes_are_the_documented_ones() {
+        let pay: ClientFrame = serde_json::from_str(
+            r#"{"op":"pay","id":"p1","payee":"user:u2","amount":"25","description":"lunch"}"#,
+        )
+        .expect("valid pay");
+        assert!(matches!(pay, ClientFrame::Pay { ref currency, .. } if currency.is_none()));
+        assert_eq!(pay.id(), Some("p1"));
+        let answer = ServerFrame::Wallet(WalletAnswer {
+            id: Some("p1".into()),
+            status: "success".into(),
+            message: None,
+            balances: vec![WalletBalance {
+                currency: "EVG".into(),
+                available: "75.00".into(),
+                total: "75.00".into(),
+            }],
+            transaction_id: None,
+            transfer_id: Some("x1".into()),
+        });
+        assert_eq!(
+            String::from_utf8(Codec::Json.encode(&answer)).expect("utf8"),
+            r#"{"type":"wallet","id":"p1","status":"success","balances":[{"currency":"EVG","available":"75.00","total":"75.00"}],"transfer_id":"x1"}"#
+        );
+        let hello = ServerFrame::Hello(Hello {
+            user_id: "u1".into(),
+            session_id: "s1".into(),
+            heartbeat_ms: 15_000,
+            idle_timeout_ms: 45_000,
+            max_frame_bytes: 65_536,
+            user_topic: "user:u1".into(),
+            resume: Some(TopicResume {
+                replayed: 2,
+                head: 9,
+                gap_too_large: false,
+            }),
+        });
+        let text = String::from_utf8(Codec::Json.encode(&hello)).expect("utf8");
+        assert!(
+            text.ends_with(
+                r#""user_topic":"user:u1","resume":{"replayed":2,"head":9,"gap_too_large":false}}"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_auth_frame_may_carry_since_and_nothing_else() {
+        let auth: AuthFrame =
+            serde_json::from_str(r#"{"op":"auth","token":"t","since":41}"#).expect("valid auth");
+        assert_eq!(
+            auth,
+            AuthFrame::Auth {
+                id: None,
+                token: "t".into(),
+                since: Some(41),
+            }
+        );
+        // The narrow `ClientFrame::Auth` encodes to a valid full one.
+        let narrow = Codec::MsgPack.encode(&ClientFrame::Auth {
+            id: Some("a".into()),
+            token: "t".into(),
+        });
+        assert!(Codec::MsgPack.decode::<AuthFrame>(&narrow).is_ok());
+        for bad in [
+            r#"{"op":"ping","token":"t"}"#,
+            r#"{"op":"auth","token":"t","since":-1}"#,
+            r#"{"op":"auth","token":"t","extra":1}"#,
+        ] {
+            assert!(
+                Codec::Json.decode::<AuthFrame>(bad.as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_undecodable_frame_still_tells_its_id() {
+        let bad = br#"{"op":"pay","id":"p9","payee":"user:u2","amount":25}"#;
+        assert!(Codec::Json.decode::<ClientFrame>(bad).is_err());
+        assert_eq!(
+            ClientFrame::id_of_undecodable(Codec::Json, bad).as_deref(),
+            Some("p9")
+        );
+        assert_eq!(ClientFrame::id_of_undecodable(Codec::Json, b"[]"), None);
+        assert_eq!(
+            ClientFrame::id_of_undecodable(Codec::Json, br#"{"id":5}"#),
+            None
+        );
+        let packed =
+            rmp_serde::to_vec_named(&serde_json::json!({"op": "pay", "id": "m1", "x": [1]}))
+                .expect("encodes");
+        assert_eq!(
+            ClientFrame::id_of_undecodable(Codec::MsgPack, &packed).as_deref(),
+            Some("m1")
+        );
+    }
+
+    #[test]
     fn unknown_fields_and_ops_are_refused() {
         assert!(Codec::Json
             .decode::<ClientFrame>(br#"{"op":"ping","id":"a","extra":1}"#)
             .is_err());
         assert!(Codec::Json
             .decode::<ClientFrame>(br#"{"op":"launch"}"#)
+            .is_err());
+        assert!(Codec::Json
+            .decode::<ClientFrame>(br#"{"op":"balance","id":"a","currency":"EVG"}"#)
+            .is_err());
+        assert!(Codec::Json
+            .decode::<ClientFrame>(br#"{"op":"pay","id":"a","payee":"x"}"#)
             .is_err());
         assert!(Codec::MsgPack.decode::<ClientFrame>(&[0xc1]).is_err());
     }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Codec;
+
 /// A frame sent by a client. Every request may carry a client-chosen `id`; the reply echoes it.
 /// Unknown ops and unknown fields are refused with a `bad_request` error frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +35,54 @@ pub enum ClientFrame {
         id: Option<String>,
         topic: String,
     },
+    /// The caller's balances; answered with `wallet`.
+    Balance {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Pay another user, optionally answering a payment request (`transaction_id`). The `id` is
+    /// required and is the idempotency key: the same `id` again gets the first answer and never
+    /// a second payment, also on another connection. Answered with `wallet`.
+    Pay {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The payee's Evergreen id: `user:<id>`, `facebook:<id>` or `qr:<code>`.
+        payee: String,
+        /// A positive decimal string in the currency's unit (`"25"`, `"12.50"`).
+        amount: String,
+        /// ISO 4217 code or `EVG` (the default). EVG amounts are whole credits.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        currency: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// The payment request this payment answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transaction_id: Option<String>,
+    },
+    /// Ask another user (the payor) to pay the caller. `id` required (idempotency key).
+    /// Answered with `wallet` carrying the new request's `transaction_id`.
+    RequestPayment {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The payor's Evergreen id.
+        payor: String,
+        amount: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        currency: Option<String>,
+        description: String,
+    },
+    /// Refuse a payment request addressed to the caller. `id` required (idempotency key).
+    RejectPayment {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        transaction_id: String,
+    },
+    /// Withdraw a payment request the caller made. `id` required (idempotency key).
+    CancelRequest {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        transaction_id: String,
+    },
 }
 
 impl ClientFrame {
@@ -42,9 +92,43 @@ impl ClientFrame {
             ClientFrame::Auth { id, .. }
             | ClientFrame::Ping { id }
             | ClientFrame::Subscribe { id, .. }
-            | ClientFrame::Unsubscribe { id, .. } => id.as_deref(),
+            | ClientFrame::Unsubscribe { id, .. }
+            | ClientFrame::Balance { id }
+            | ClientFrame::Pay { id, .. }
+            | ClientFrame::RequestPayment { id, .. }
+            | ClientFrame::RejectPayment { id, .. }
+            | ClientFrame::CancelRequest { id, .. } => id.as_deref(),
         }
     }
+
+    /// The `id` of a frame that could not be decoded, when it has a string `id` at the top
+    /// level, so that the error frame can still echo it.
+    pub fn id_of_undecodable(codec: Codec, bytes: &[u8]) -> Option<String> {
+        /// Any map with an `id`; every other field is ignored.
+        #[derive(Deserialize)]
+        struct IdOnly {
+            #[serde(default)]
+            id: Option<String>,
+        }
+        codec.decode::<IdOnly>(bytes).ok().and_then(|f| f.id)
+    }
+}
+
+/// The `auth` op with every field it may carry: how the node reads the first frame of a
+/// connection opened without a token. It is [`ClientFrame::Auth`] plus `since`, the last
+/// sequence number the client saw on its user topic (resume, see [`Hello::resume`]).
+/// `ClientFrame::Auth` stays without `since` so that existing callers building it keep
+/// compiling; after `hello` an `auth` frame is refused either way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthFrame {
+    Auth {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
 }
 
 /// What the node sends after a connection is authenticated.
@@ -60,6 +144,10 @@ pub struct Hello {
     pub max_frame_bytes: usize,
     /// The topic every connection of this user is subscribed to from the start.
     pub user_topic: String,
+    /// Present when the client named `since` (query parameter or `auth` frame): how the resume
+    /// of the user topic went. The replayed events follow `hello` at once, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<TopicResume>,
 }
 
 /// How far a resumed subscription got.
@@ -69,8 +157,10 @@ pub struct TopicResume {
     pub replayed: u64,
     /// The topic's latest sequence number when the subscription started.
     pub head: u64,
-    /// True when the gap was larger than the fast path allows: nothing was replayed and the
-    /// client must page through history over REST from its `since` up to `head`.
+    /// True when the gap was larger than the fast path allows (or `since` was ahead of
+    /// `head`, a sequence from another history): nothing was replayed and the client must
+    /// reload its state over REST (Evergreen `account_info` and `transaction_list`). Live events
+    /// after `head` follow either way.
     pub gap_too_large: bool,
 }
 
@@ -106,10 +196,49 @@ pub enum ServerFrame {
         code: ErrorCode,
         message: String,
     },
+    /// The answer to a wallet op (`balance`, `pay`, `request_payment`, `reject_payment`,
+    /// `cancel_request`). Business outcomes are a `status`; failures to get an answer at all
+    /// (invalid frame, busy) are `error` frames.
+    Wallet(WalletAnswer),
     /// A pushed event.
     Event(Push),
     /// Sent every heartbeat interval; carries the node's clock in Unix milliseconds.
     Heartbeat { ts: i64 },
+}
+
+/// The answer to a wallet op.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalletAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The Evergreen status words: `success`, `insufficient_funds`, `invalid_account`,
+    /// `wrong_pin`, `already_paid` or `error`.
+    pub status: String,
+    /// Why, for a status other than `success`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The caller's balances after the op, when the caller's own wallet decided it (`balance`,
+    /// `pay`, `reject_payment`); empty when another wallet did (`request_payment` and
+    /// `cancel_request` are decided by the payor's wallet and do not move the caller's money).
+    pub balances: Vec<WalletBalance>,
+    /// The payment request the op created or named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    /// The transfer a successful `pay` made (the `transfer_id` of the payee's
+    /// `payment_received` event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_id: Option<String>,
+}
+
+/// A balance in one currency. Amounts are decimal strings at the currency's scale, as in
+/// `balance` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletBalance {
+    pub currency: String,
+    /// Spendable: the balance minus holds.
+    pub available: String,
+    /// Everything in the account, held funds included.
+    pub total: String,
 }
 
 /// A pushed event on a topic. Sequenced events (`seq` present) are durable and can be resumed;

@@ -11,5 +11,6 @@ mod frames;
 
 pub use codec::{Codec, DecodeError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 pub use frames::{
-    close, BusEnvelope, ClientFrame, ErrorCode, Event, Hello, Push, ServerFrame, TopicResume,
+    close, AuthFrame, BusEnvelope, ClientFrame, ErrorCode, Event, Hello, Push, ServerFrame,
+    TopicResume, WalletAnswer, WalletBalance,
 };

@@ -1,33 +1,63 @@
 //! One WebSocket connection: authenticate, subscribe, then a reader loop here and a writer task
 //! with a bounded queue.
+//!
+//! **Resume without gap or duplicate.** A client that names `since` (the last sequence number
+//! it saw on its user topic) gets exactly the events after it, then live events:
+//! 1. the connection subscribes to its user topic first: from then on every committed event
+//!    of the topic is published after this point and waits in the connection's queue;
+//! 2. it reads the topic's head from the store, then the entries `since+1 ..= head` (the
+//!    store assigns per-user sequence numbers at commit, gap-free, so these are all committed
+//!    and none is missing);
+//! 3. the writer sends `hello` (reporting the resume), those entries, then the queue;
+//! 4. the writer drops every push of a topic whose `seq` is at or below the last one it sent
+//!    for that topic, so an event both read from the store and queued live goes out once.
+//!
+//! Anything committed before step 2 is in the store; anything committed after step 1 is in the
+//! queue; the overlap is removed by step 4. A gap larger than `ws_resume_max` is not replayed:
+//! `hello` says `gap_too_large` with the head, and the client reloads its state over REST.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::web;
 use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
 use bytes::Bytes;
-use protocol::{close, ClientFrame, Codec, ErrorCode, Event, Hello, ServerFrame};
-use tokio::sync::mpsc;
+use protocol::{
+    close, AuthFrame, ClientFrame, Codec, ErrorCode, Event, Hello, Push, ServerFrame, TopicResume,
+};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{user_topic, Gateway};
+use super::{user_topic, wallet_ops, Gateway};
+use crate::api::AppState;
 use crate::auth::Identity;
 use crate::bus::{Delivery, Subscriber, SubscriberId};
+use crate::store::{ledger, Db, StoreError};
 
 /// How long the node tries to send a close frame before dropping the connection anyway.
 const CLOSE_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What the reader (and the bus) hand to the writer.
+/// What the reader (and the bus, and wallet ops) hand to the writer.
 enum Outbound {
     Frame(ServerFrame),
     Push(Delivery),
     Ping,
     Pong(Bytes),
     Close(u16, &'static str),
+    /// The connection unsubscribed from this topic: forget its last sequence number.
+    Forget(String),
+}
+
+/// Queue an item for the writer without waiting; a full queue marks the client slow (it is
+/// closed with 4008 rather than buffered without bound).
+fn enqueue(tx: &mpsc::Sender<Outbound>, slow: &CancellationToken, item: Outbound) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(item) {
+        slow.cancel();
+    }
 }
 
 /// The connection as a bus subscriber: never blocks; a full queue marks the client slow.
@@ -74,31 +104,87 @@ async fn close_session(session: Session, gateway: &Gateway, code: u16, reason: &
     let _ = tokio::time::timeout(CLOSE_FRAME_TIMEOUT, session.close(Some(reason))).await;
 }
 
-/// The writer: the only owner of the session once the connection is authenticated.
-async fn write_loop(
-    mut session: Session,
-    mut rx: mpsc::Receiver<Outbound>,
+/// The last sequence number sent per topic. It holds only topics this connection is
+/// subscribed to (an unsubscribe forgets its topic), so it is bounded by the subscription limit.
+#[derive(Default)]
+struct Sent {
+    last_seq: HashMap<String, u64>,
+}
+
+impl Sent {
+    /// True if `push` is new to this client: ephemeral (no `seq`), or sequenced after the last
+    /// one sent on its topic. Records it as sent.
+    fn is_fresh(&mut self, push: &Push) -> bool {
+        let Some(seq) = push.seq else { return true };
+        match self.last_seq.get_mut(&push.topic) {
+            Some(last) if seq <= *last => false,
+            Some(last) => {
+                *last = seq;
+                true
+            }
+            None => {
+                self.last_seq.insert(push.topic.clone(), seq);
+                true
+            }
+        }
+    }
+}
+
+/// What the writer starts with: `hello`, the replayed events, and the sequence numbers they
+/// cover.
+struct Opening {
+    frames: Vec<ServerFrame>,
+    sent: Sent,
+}
+
+/// What the writer task owns.
+struct Writer {
+    session: Session,
+    rx: mpsc::Receiver<Outbound>,
     codec: Codec,
+    /// The session this connection authenticated with: its revocation closes it.
     session_id: String,
     gateway: Arc<Gateway>,
     slow: CancellationToken,
+    /// Cancelled when the writer ends, which ends the reader.
     done: CancellationToken,
-) {
+}
+
+/// The writer: the only owner of the session once the connection is authenticated. Sends the
+/// opening frames, then the queue, dropping pushes the client has already been sent.
+async fn write_loop(writer: Writer, opening: Opening) {
+    let Writer {
+        mut session,
+        mut rx,
+        codec,
+        session_id,
+        gateway,
+        slow,
+        done,
+    } = writer;
     let mut close_with: Option<(u16, &'static str)> = None;
+    let mut sent = opening.sent;
+    let mut opening = opening.frames.into_iter();
     loop {
-        let item = tokio::select! {
-            biased;
-            () = slow.cancelled() => {
-                close_with = Some((close::SLOW_CONSUMER, "send queue full: read faster"));
-                break;
-            }
-            item = rx.recv() => item,
+        let item = match opening.next() {
+            Some(frame) => Some(Outbound::Frame(frame)),
+            None => tokio::select! {
+                biased;
+                () = slow.cancelled() => {
+                    close_with = Some((close::SLOW_CONSUMER, "send queue full: read faster"));
+                    break;
+                }
+                item = rx.recv() => item,
+            },
         };
         let Some(item) = item else { break };
         let sending = async {
             match item {
                 Outbound::Frame(frame) => send(&mut session, codec, codec.encode(&frame)).await,
                 Outbound::Push(push) => {
+                    if !sent.is_fresh(&push) {
+                        return true;
+                    }
                     let revoked = matches!(&push.event,
                         Event::SessionRevoked { session_id: s } if *s == session_id);
                     let frame = ServerFrame::Event((*push).clone());
@@ -114,6 +200,10 @@ async fn write_loop(
                 Outbound::Close(code, reason) => {
                     close_with = Some((code, reason));
                     false
+                }
+                Outbound::Forget(topic) => {
+                    sent.last_seq.remove(&topic);
+                    true
                 }
             }
         };
@@ -137,16 +227,82 @@ async fn write_loop(
     done.cancel();
 }
 
-/// Wait for an `auth` frame. On failure the session is closed here and `None` returned.
+/// How a resume of the user topic went: the report for `hello`, the events to replay, and the
+/// last sequence number the client has after them.
+struct Resumed {
+    report: TopicResume,
+    events: Vec<(u64, Event)>,
+    last: u64,
+}
+
+/// Read what a client that saw the user topic up to `since` missed. Must run after the
+/// connection subscribed to the topic (see the module documentation).
+async fn resume(db: &Db, user_id: &str, since: u64, max: u64) -> Result<Resumed, StoreError> {
+    let head = ledger::feed_head(db, user_id).await?;
+    let reload = |head: u64| Resumed {
+        report: TopicResume {
+            replayed: 0,
+            head,
+            gap_too_large: true,
+        },
+        events: Vec::new(),
+        last: head,
+    };
+    // `since` ahead of the head names a history the node does not have: the client's state
+    // cannot be trusted either, so it reloads.
+    let Some(missed) = head.checked_sub(since) else {
+        return Ok(reload(head));
+    };
+    if missed > max {
+        return Ok(reload(head));
+    }
+    let events = if missed == 0 {
+        Vec::new()
+    } else {
+        // Up to the head only: later entries were committed after the subscription and come
+        // live.
+        let limit = i64::try_from(missed).unwrap_or(i64::MAX);
+        ledger::feed_after(db, user_id, since, limit).await?
+    };
+    // Exactly since+1 ..= head. Anything else (an entry that did not decode) would be a gap
+    // the client could not see, so it reloads instead.
+    let complete = events.len() as u64 == missed
+        && events
+            .iter()
+            .zip(since + 1..)
+            .all(|((seq, _), expected)| *seq == expected);
+    if !complete {
+        tracing::error!(
+            since,
+            head,
+            read = events.len(),
+            "the user feed has a hole; the client is told to reload"
+        );
+        return Ok(reload(head));
+    }
+    Ok(Resumed {
+        report: TopicResume {
+            replayed: missed,
+            head,
+            gap_too_large: false,
+        },
+        events,
+        last: head,
+    })
+}
+
+/// Wait for an `auth` frame. On failure the session is closed here and `None` returned. The
+/// frame's `since`, if any, comes back with the identity.
 async fn authenticate_by_frame(
     gateway: &Gateway,
     session: &mut Option<Session>,
     stream: &mut AggregatedMessageStream,
     codec: Codec,
-) -> Option<Identity> {
+) -> Option<(Identity, Option<u64>)> {
     let deadline = Instant::now() + gateway.settings.ws_auth_timeout();
     let refuse = |code: u16, reason: &'static str| (code, reason);
-    let outcome: Result<Identity, (u16, &'static str, Option<ServerFrame>)> = loop {
+    type Refused = (u16, &'static str, Option<ServerFrame>);
+    let outcome: Result<(Identity, Option<u64>), Refused> = loop {
         let message = tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
                 break Err((close::POLICY_VIOLATION, "no auth frame in time", None));
@@ -176,38 +332,40 @@ async fn authenticate_by_frame(
                 break Err((code, reason, None));
             }
         };
-        match codec.decode::<ClientFrame>(&bytes) {
-            Ok(ClientFrame::Auth { id, token }) => match gateway.auth.authenticate(&token).await {
-                Ok(identity) => break Ok(identity),
-                Err(error) => {
-                    let frame = ServerFrame::Error {
-                        id,
-                        code: ErrorCode::Unauthorized,
-                        message: error.to_string(),
-                    };
-                    break Err((close::UNAUTHORIZED, "authentication failed", Some(frame)));
+        // The first frame is read as the full `auth` op (with `since`); only if it is not one
+        // is it read as any other frame, to say why it was refused.
+        let auth_error = match codec.decode::<AuthFrame>(&bytes) {
+            Ok(AuthFrame::Auth { id, token, since }) => {
+                match gateway.auth.authenticate(&token).await {
+                    Ok(identity) => break Ok((identity, since)),
+                    Err(error) => {
+                        let frame = ServerFrame::Error {
+                            id,
+                            code: ErrorCode::Unauthorized,
+                            message: error.to_string(),
+                        };
+                        break Err((close::UNAUTHORIZED, "authentication failed", Some(frame)));
+                    }
                 }
+            }
+            Err(error) => error,
+        };
+        let frame = match codec.decode::<ClientFrame>(&bytes) {
+            Ok(other) if !matches!(other, ClientFrame::Auth { .. }) => ServerFrame::Error {
+                id: other.id().map(str::to_owned),
+                code: ErrorCode::Unauthorized,
+                message: "the first frame must be auth".into(),
             },
-            Ok(other) => {
-                let frame = ServerFrame::Error {
-                    id: other.id().map(str::to_owned),
-                    code: ErrorCode::Unauthorized,
-                    message: "the first frame must be auth".into(),
-                };
-                break Err((close::UNAUTHORIZED, "not authenticated", Some(frame)));
-            }
-            Err(error) => {
-                let frame = ServerFrame::Error {
-                    id: None,
-                    code: ErrorCode::BadRequest,
-                    message: error.to_string(),
-                };
-                break Err((close::UNAUTHORIZED, "not authenticated", Some(frame)));
-            }
-        }
+            _ => ServerFrame::Error {
+                id: ClientFrame::id_of_undecodable(codec, &bytes),
+                code: ErrorCode::BadRequest,
+                message: auth_error.to_string(),
+            },
+        };
+        break Err((close::UNAUTHORIZED, "not authenticated", Some(frame)));
     };
     match outcome {
-        Ok(identity) => Some(identity),
+        Ok(authenticated) => Some(authenticated),
         Err((code, reason, frame)) => {
             if let Some(mut s) = session.take() {
                 if let Some(frame) = frame {
@@ -220,23 +378,26 @@ async fn authenticate_by_frame(
     }
 }
 
-/// Serve one connection from upgrade to close.
+/// Serve one connection from upgrade to close. `since` (from the upgrade's query) asks for a
+/// resume of the user topic; an `auth` frame's `since` overrides it.
 pub(super) async fn run(
     gateway: Arc<Gateway>,
+    state: web::Data<AppState>,
     session: Session,
     mut stream: AggregatedMessageStream,
     codec: Codec,
     identity: Option<Identity>,
+    since: Option<u64>,
 ) {
     let mut session = Some(session);
-    let identity = match identity {
-        Some(identity) => identity,
+    let (identity, since) = match identity {
+        Some(identity) => (identity, since),
         None => match authenticate_by_frame(&gateway, &mut session, &mut stream, codec).await {
-            Some(identity) => identity,
+            Some((identity, from_frame)) => (identity, from_frame.or(since)),
             None => return,
         },
     };
-    let Some(mut session) = session else { return };
+    let Some(session) = session else { return };
     let Some(_admission) = gateway.admit(&identity.user.id) else {
         close_session(
             session,
@@ -258,7 +419,7 @@ pub(super) async fn run(
         slow: slow.clone(),
     });
     // Subscribe before anything is read or said, so that nothing published after `hello`
-    // can be missed.
+    // can be missed, and nothing committed after the resume's read below either.
     let own_topic = user_topic(&user_id);
     if let Err(error) = gateway
         .bus
@@ -275,30 +436,60 @@ pub(super) async fn run(
         .await;
         return;
     }
-    let hello = ServerFrame::Hello(Hello {
+    let resumed = match since {
+        None => None,
+        Some(since) => match resume(&state.db, &user_id, since, settings.ws_resume_max).await {
+            Ok(resumed) => Some(resumed),
+            Err(error) => {
+                tracing::error!(%error, "could not read the user feed to resume a connection");
+                gateway.bus.unsubscribe_all(subscriber).await;
+                close_session(session, &gateway, close::INTERNAL_ERROR, "resume failed").await;
+                return;
+            }
+        },
+    };
+    let mut opening = Opening {
+        frames: Vec::with_capacity(1 + resumed.as_ref().map_or(0, |r| r.events.len())),
+        sent: Sent::default(),
+    };
+    opening.frames.push(ServerFrame::Hello(Hello {
         user_id: user_id.clone(),
         session_id: identity.session.id.clone(),
         heartbeat_ms: settings.ws_heartbeat_ms,
         idle_timeout_ms: settings.ws_idle_timeout_ms,
         max_frame_bytes: settings.ws_frame_bytes_max,
         user_topic: own_topic.clone(),
-    });
-    if !send(&mut session, codec, codec.encode(&hello)).await {
-        gateway.bus.unsubscribe_all(subscriber).await;
-        return;
+        resume: resumed.as_ref().map(|r| r.report.clone()),
+    }));
+    if let Some(resumed) = resumed {
+        opening
+            .frames
+            .extend(resumed.events.into_iter().map(|(seq, event)| {
+                ServerFrame::Event(Push {
+                    topic: own_topic.clone(),
+                    seq: Some(seq),
+                    event,
+                })
+            }));
+        opening
+            .sent
+            .last_seq
+            .insert(own_topic.clone(), resumed.last);
     }
-    tracing::debug!(user_id = %user_id, "websocket connected");
-    let writer = actix_web::rt::spawn(write_loop(
+    tracing::debug!(user_id = %user_id, resume = since.is_some(), "websocket connected");
+    let writer = Writer {
         session,
         rx,
         codec,
-        identity.session.id.clone(),
-        Arc::clone(&gateway),
-        slow.clone(),
-        done.clone(),
-    ));
+        session_id: identity.session.id.clone(),
+        gateway: Arc::clone(&gateway),
+        slow: slow.clone(),
+        done: done.clone(),
+    };
+    let writer = actix_web::rt::spawn(write_loop(writer, opening));
     let mut reader = Reader {
         gateway: Arc::clone(&gateway),
+        state,
         tx,
         slow,
         codec,
@@ -306,6 +497,7 @@ pub(super) async fn run(
         subscriber,
         sink,
         topics: HashSet::from([own_topic]),
+        wallet_ops: Arc::new(Semaphore::new(wallet_ops::WALLET_OPS_IN_FLIGHT_MAX)),
     };
     reader.run(&mut stream, &done).await;
     gateway.bus.unsubscribe_all(subscriber).await;
@@ -315,6 +507,7 @@ pub(super) async fn run(
 
 struct Reader {
     gateway: Arc<Gateway>,
+    state: web::Data<AppState>,
     tx: mpsc::Sender<Outbound>,
     slow: CancellationToken,
     codec: Codec,
@@ -322,14 +515,14 @@ struct Reader {
     subscriber: SubscriberId,
     sink: Arc<Sink>,
     topics: HashSet<String>,
+    /// Permits for wallet ops in flight on this connection.
+    wallet_ops: Arc<Semaphore>,
 }
 
 impl Reader {
     /// Queue a frame for the writer; a full queue marks the client slow.
     fn queue(&self, item: Outbound) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(item) {
-            self.slow.cancel();
-        }
+        enqueue(&self.tx, &self.slow, item);
     }
 
     fn reply(&self, frame: ServerFrame) {
@@ -417,7 +610,10 @@ impl Reader {
         self.gateway.metrics.ws_frames_in.inc();
         match self.codec.decode::<ClientFrame>(&bytes) {
             Ok(frame) => self.on_frame(frame).await,
-            Err(error) => self.error(None, ErrorCode::BadRequest, error.to_string()),
+            Err(error) => {
+                let id = ClientFrame::id_of_undecodable(self.codec, &bytes);
+                self.error(id, ErrorCode::BadRequest, error.to_string());
+            }
         }
         true
     }
@@ -434,12 +630,50 @@ impl Reader {
                     self.error(id, ErrorCode::BadRequest, "the user topic stays subscribed");
                 } else if self.topics.remove(&topic) {
                     self.gateway.bus.unsubscribe(&topic, self.subscriber).await;
+                    self.queue(Outbound::Forget(topic.clone()));
                     self.reply(ServerFrame::Unsubscribed { id, topic });
                 } else {
                     self.error(id, ErrorCode::NotFound, "not subscribed to this topic");
                 }
             }
+            frame @ (ClientFrame::Balance { .. }
+            | ClientFrame::Pay { .. }
+            | ClientFrame::RequestPayment { .. }
+            | ClientFrame::RejectPayment { .. }
+            | ClientFrame::CancelRequest { .. }) => self.wallet_op(frame),
         }
+    }
+
+    /// Check a wallet op here, then answer it off the reader: the wallet's durable answer
+    /// takes a journal commit, and the reader must go on serving pings and other frames.
+    fn wallet_op(&self, frame: ClientFrame) {
+        let id = frame.id().map(str::to_owned);
+        let answer = match wallet_ops::prepare(&self.state, &self.user_id, frame) {
+            Ok(answer) => answer,
+            Err(refused) => {
+                self.reply(refused.into_frame());
+                return;
+            }
+        };
+        let Ok(permit) = Arc::clone(&self.wallet_ops).try_acquire_owned() else {
+            self.error(
+                id,
+                ErrorCode::Busy,
+                format!(
+                    "at most {} wallet ops in flight per connection; retry with the same id",
+                    wallet_ops::WALLET_OPS_IN_FLIGHT_MAX
+                ),
+            );
+            return;
+        };
+        let (tx, slow) = (self.tx.clone(), self.slow.clone());
+        // Runs to the end even if the connection closes: the op is decided by then or will
+        // be, and a retry with the same id gets its answer.
+        actix_web::rt::spawn(async move {
+            let frame = answer.await;
+            enqueue(&tx, &slow, Outbound::Frame(frame));
+            drop(permit);
+        });
     }
 
     async fn subscribe(&mut self, id: Option<String>, topic: String, since: Option<u64>) {
@@ -448,11 +682,22 @@ impl Reader {
             return;
         }
         if since.is_some() {
-            self.error(
-                id,
-                ErrorCode::BadRequest,
-                "this topic has no resumable history",
-            );
+            if topic == user_topic(&self.user_id) {
+                // The user topic is live from before `hello`: rewinding it mid-stream would
+                // interleave old events with live ones. Resume happens at connect.
+                self.error(
+                    id,
+                    ErrorCode::Conflict,
+                    "the user topic is live on this connection since hello; to resume it, \
+                     reconnect with since (query parameter or auth frame)",
+                );
+            } else {
+                self.error(
+                    id,
+                    ErrorCode::BadRequest,
+                    "this topic has no resumable history",
+                );
+            }
             return;
         }
         if !self.topics.contains(&topic) {

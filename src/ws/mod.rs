@@ -5,8 +5,14 @@
 //! topic before the `hello` frame, so nothing published after `hello` can be missed. Each
 //! connection has a reader (this module's loop) and a writer task with a bounded queue; a
 //! client that lets the queue fill is closed with 4008 instead of growing memory.
+//!
+//! A reconnecting client names the last sequence number it saw on its user topic (`since`, in
+//! the query or the `auth` frame) and gets exactly what it missed, then live events: see
+//! [`connection`] for why nothing falls between the replay and the live stream. Wallet ops
+//! (`pay`, …) are answered by [`wallet_ops`] with the Evergreen semantics.
 
 mod connection;
+mod wallet_ops;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -152,12 +158,24 @@ fn negotiate(req: &HttpRequest) -> Result<Option<Codec>, MarketError> {
         })
 }
 
+/// The upgrade's own query parameters (the token is read by the auth extractor).
+#[derive(serde::Deserialize)]
+struct UpgradeQuery {
+    /// The last sequence number the client saw on its user topic.
+    #[serde(default)]
+    since: Option<u64>,
+}
+
 /// Open a WebSocket. Authenticate with a token in the query (`access_token`), an
 /// `Authorization: Bearer` header, the `airbnb3-access-token` header or cookie, or with an
-/// `auth` frame first. Subprotocol `node.v1.json` (default) or `node.v1.msgpack`.
+/// `auth` frame first. Subprotocol `node.v1.json` (default) or `node.v1.msgpack`. With
+/// `since`, the connection starts by replaying the user topic's events after it.
 #[utoipa::path(
     tag = "realtime",
-    params(("access_token" = Option<String>, Query, description = "access token")),
+    params(
+        ("access_token" = Option<String>, Query, description = "access token"),
+        ("since" = Option<u64>, Query, description = "resume the user topic after this sequence number"),
+    ),
     responses(
         (status = 101, description = "switching to the WebSocket protocol; see docs/PROTOCOL.md"),
         (status = 400, body = crate::api::marketplace::error::ErrorBody, description = "not a WebSocket handshake, or no subprotocol we speak"),
@@ -172,6 +190,11 @@ pub async fn upgrade(
 ) -> Result<HttpResponse, MarketError> {
     let gateway = Arc::clone(&state.gateway);
     let codec = negotiate(&req)?;
+    let since = web::Query::<UpgradeQuery>::from_query(req.query_string())
+        .map_err(|_| {
+            MarketError::bad_request("errMsg_invalidSince", "since must be a sequence number")
+        })?
+        .since;
     let identity: Option<Identity> = match token_from_request(&req) {
         Some(token) => Some(
             gateway
@@ -198,6 +221,8 @@ pub async fn upgrade(
         .aggregate_continuations()
         .max_continuation_size(gateway.settings.ws_frame_bytes_max);
     let codec = codec.unwrap_or(Codec::Json);
-    actix_web::rt::spawn(connection::run(gateway, session, stream, codec, identity));
+    actix_web::rt::spawn(connection::run(
+        gateway, state, session, stream, codec, identity, since,
+    ));
     Ok(response)
 }

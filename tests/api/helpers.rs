@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use node::config::Settings;
-use node::startup::{Application, ShutdownHandle};
+use node::startup::{Application, Faults, ShutdownHandle};
 use protocol::{ClientFrame, Codec, ServerFrame};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -20,6 +20,10 @@ pub struct TestNode {
     pub ws_address: String,
     pub http: reqwest::Client,
     pub shutdown: ShutdownHandle,
+    /// Makes the node's next journal batches fail (a failing database batch).
+    pub faults: Faults,
+    /// The node's own database, for invariant checks straight from the ledger.
+    pub database_url: String,
     pub stopped: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
 }
@@ -74,8 +78,10 @@ pub async fn spawn_node_with(tweak: impl FnOnce(&mut Settings)) -> TestNode {
 
 /// Start a node with exactly these settings.
 pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestNode {
+    let database_url = settings.database_url.clone();
     let app = Application::build(settings).await.expect("node starts");
     let port = app.port();
+    let faults = app.faults();
     let shutdown = app.shutdown_handle();
     let stopped = actix_web::rt::spawn(app.run_until_stopped());
     TestNode {
@@ -86,6 +92,8 @@ pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestNode {
             .build()
             .unwrap(),
         shutdown,
+        faults,
+        database_url,
         stopped,
         _dir: dir,
     }
@@ -199,6 +207,17 @@ impl TestNode {
             .and_then(Codec::from_subprotocol)
             .unwrap_or(Codec::Json);
         Ok(WsClient { stream, codec })
+    }
+
+    /// The ledger's invariants straight from the database: per currency the sum of all
+    /// balances, and the number of user accounts below what they hold.
+    pub async fn audit(&self) -> (Vec<(String, i64)>, i64) {
+        let db = node::store::Db::connect(&self.database_url, 1)
+            .await
+            .unwrap();
+        let audit = node::store::ledger::audit(&db).await.unwrap();
+        db.close().await;
+        audit
     }
 
     /// The node's metrics text.

@@ -14,6 +14,7 @@ mod evergreen;
 mod evergreen_history;
 mod evergreen_merchant;
 mod health;
+mod journal;
 mod pavillion;
 mod wallet_races;
 mod ws;
