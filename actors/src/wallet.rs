@@ -714,6 +714,10 @@ impl Wallet {
     }
 
     fn settle_hold(&mut self, hold_id: &str, credit: Option<Owner>) -> Outcome<Event, Reply> {
+        if credit.as_ref() == Some(&self.me()) {
+            // A capture to oneself would debit and credit one account: nothing to capture.
+            return self.refuse(Refusal::SelfPayment, Vec::new());
+        }
         let Some(hold) = self.holds.remove(hold_id) else {
             return self.refuse(Refusal::UnknownHold, Vec::new());
         };
@@ -795,5 +799,478 @@ impl Entity for Wallet {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const USER: &str = "alice";
+    const START: i64 = 10_000;
+
+    /// Alice with 100.00 EVG and 50.00 USD, no holds.
+    fn wallet() -> Wallet {
+        let account = |balance| Account {
+            balance,
+            held: 0,
+            version: 3,
+        };
+        Wallet {
+            user_id: USER.to_owned(),
+            accounts: BTreeMap::from([
+                (Currency::EVG, account(START)),
+                (Currency::USD, account(5_000)),
+            ]),
+            pin: PinState::default(),
+            pin_policy: PinPolicy {
+                failures_max: 3,
+                lock_ms: 60_000,
+            },
+            requests: HashMap::new(),
+            holds: HashMap::new(),
+        }
+    }
+
+    fn evg(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::EVG).expect("positive")
+    }
+
+    fn hold(id: &str, money: Money) -> Hold {
+        Hold {
+            id: id.to_owned(),
+            money,
+            reference: Some(format!("reservation-{id}")),
+        }
+    }
+
+    fn place(w: &mut Wallet, id: &str, minor: i64) -> Outcome<Event, Reply> {
+        w.handle(Command::PlaceHold(hold(id, evg(minor))))
+    }
+
+    fn capture(w: &mut Wallet, id: &str, credit: Owner) -> Outcome<Event, Reply> {
+        w.handle(Command::Capture {
+            hold_id: id.to_owned(),
+            credit,
+        })
+    }
+
+    fn void(w: &mut Wallet, id: &str) -> Outcome<Event, Reply> {
+        w.handle(Command::Void {
+            hold_id: id.to_owned(),
+        })
+    }
+
+    fn pay_app(w: &mut Wallet, minor: i64) -> Outcome<Event, Reply> {
+        w.handle(Command::Pay(Payment {
+            transfer_id: "t-pay".to_owned(),
+            kind: TransferKind::Payment,
+            credit: Owner::App("muvi".to_owned()),
+            money: evg(minor),
+            description: None,
+            request: None,
+            pin: None,
+        }))
+    }
+
+    fn evg_account(w: &Wallet) -> Account {
+        w.accounts[&Currency::EVG]
+    }
+
+    /// The pending holds, comparable.
+    fn pending(w: &Wallet) -> BTreeMap<String, (Money, Option<String>)> {
+        w.holds
+            .iter()
+            .map(|(id, h)| (id.clone(), (h.money, h.reference.clone())))
+            .collect()
+    }
+
+    fn refusal(outcome: &Outcome<Event, Reply>) -> Refusal {
+        match &outcome.reply {
+            Reply::Refused { refusal, .. } => refusal.clone(),
+            done => panic!("expected a refusal, got {done:?}"),
+        }
+    }
+
+    fn transfer_id(outcome: &Outcome<Event, Reply>) -> Option<String> {
+        match &outcome.reply {
+            Reply::Done { transfer_id, .. } => transfer_id.clone(),
+            refused => panic!("expected success, got {refused:?}"),
+        }
+    }
+
+    /// The one `HoldSettled` event of an outcome.
+    fn settled(outcome: &Outcome<Event, Reply>) -> (&str, &Hold, Option<&Transfer>) {
+        let found: Vec<_> = outcome
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::HoldSettled {
+                    user_id,
+                    hold,
+                    capture,
+                } => Some((user_id.as_str(), hold, capture.as_ref())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{:?}", outcome.events);
+        found[0]
+    }
+
+    fn balance_push(outcome: &Outcome<Event, Reply>) -> protocol::Event {
+        match outcome.events.last() {
+            Some(Event::Feed(entry)) if entry.user_id == USER => entry.event.clone(),
+            other => panic!("expected the owner's balance push last, got {other:?}"),
+        }
+    }
+
+    /// A refused command left accounts and holds as they were and journals nothing.
+    fn assert_nothing_changed(
+        outcome: &Outcome<Event, Reply>,
+        w: &Wallet,
+        accounts: &BTreeMap<Currency, Account>,
+        holds: &BTreeMap<String, (Money, Option<String>)>,
+    ) {
+        assert!(outcome.events.is_empty(), "{:?}", outcome.events);
+        assert_eq!(&w.accounts, accounts);
+        assert_eq!(&pending(w), holds);
+        let expected: Balances = accounts
+            .iter()
+            .map(|(c, a)| (*c, (a.available(), a.balance)))
+            .collect();
+        assert_eq!(outcome.reply.balances(), &expected);
+    }
+
+    #[test]
+    fn a_hold_reduces_what_can_be_spent_but_not_the_balance() {
+        let mut w = wallet();
+        let usd_before = w.accounts[&Currency::USD];
+
+        let outcome = place(&mut w, "h1", 3_000);
+
+        assert_eq!(
+            outcome.reply,
+            Reply::Done {
+                balances: BTreeMap::from([
+                    (Currency::EVG, (7_000, START)),
+                    (Currency::USD, (5_000, 5_000)),
+                ]),
+                transfer_id: None,
+            }
+        );
+        assert_eq!(outcome.events.len(), 2, "{:?}", outcome.events);
+        match &outcome.events[0] {
+            Event::HoldPlaced { user_id, hold } => {
+                assert_eq!(user_id, USER);
+                assert_eq!(hold.id, "h1");
+                assert_eq!(hold.money, evg(3_000));
+                assert_eq!(hold.reference.as_deref(), Some("reservation-h1"));
+            }
+            other => panic!("expected HoldPlaced, got {other:?}"),
+        }
+        assert_eq!(
+            balance_push(&outcome),
+            protocol::Event::Balance {
+                currency: "EVG".to_owned(),
+                available: "70.00".to_owned(),
+                total: "100.00".to_owned(),
+            }
+        );
+        let account = evg_account(&w);
+        assert_eq!((account.balance, account.held), (START, 3_000));
+        assert_eq!(account.available(), 7_000);
+        assert_eq!(w.accounts[&Currency::USD], usd_before);
+        assert_eq!(
+            pending(&w),
+            BTreeMap::from([(
+                "h1".to_owned(),
+                (evg(3_000), Some("reservation-h1".to_owned()))
+            )])
+        );
+    }
+
+    #[test]
+    fn a_payment_the_balance_covers_but_the_available_amount_does_not_is_refused() {
+        let mut w = wallet();
+        place(&mut w, "h1", 3_000);
+        let (accounts, holds) = (w.accounts.clone(), pending(&w));
+
+        let outcome = pay_app(&mut w, 7_001);
+
+        assert_eq!(
+            refusal(&outcome),
+            Refusal::InsufficientFunds {
+                currency: Currency::EVG,
+                available: 7_000,
+            }
+        );
+        assert_nothing_changed(&outcome, &w, &accounts, &holds);
+    }
+
+    #[test]
+    fn a_withdrawal_the_balance_covers_but_the_available_amount_does_not_is_refused() {
+        let mut w = wallet();
+        place(&mut w, "h1", 3_000);
+        let (accounts, holds) = (w.accounts.clone(), pending(&w));
+
+        let outcome = w.handle(Command::Withdraw {
+            money: evg(7_001),
+            pin: PinCheck::Correct,
+        });
+
+        assert_eq!(
+            refusal(&outcome),
+            Refusal::InsufficientFunds {
+                currency: Currency::EVG,
+                available: 7_000,
+            }
+        );
+        assert_nothing_changed(&outcome, &w, &accounts, &holds);
+    }
+
+    #[test]
+    fn a_payment_of_exactly_the_available_amount_leaves_the_held_amount_in_place() {
+        let mut w = wallet();
+        place(&mut w, "h1", 3_000);
+
+        let outcome = pay_app(&mut w, 7_000);
+
+        assert_eq!(transfer_id(&outcome).as_deref(), Some("t-pay"));
+        let account = evg_account(&w);
+        assert_eq!((account.balance, account.held), (3_000, 3_000));
+        assert_eq!(account.available(), 0);
+    }
+
+    #[test]
+    fn a_hold_larger_than_what_is_available_is_refused_and_changes_nothing() {
+        let mut w = wallet();
+        place(&mut w, "h1", 6_000);
+        let (accounts, holds) = (w.accounts.clone(), pending(&w));
+
+        let outcome = place(&mut w, "h2", 4_001);
+
+        assert_eq!(
+            refusal(&outcome),
+            Refusal::InsufficientFunds {
+                currency: Currency::EVG,
+                available: 4_000,
+            }
+        );
+        assert_nothing_changed(&outcome, &w, &accounts, &holds);
+        assert_eq!(
+            (evg_account(&w).balance, evg_account(&w).held),
+            (START, 6_000)
+        );
+    }
+
+    #[test]
+    fn a_hold_of_exactly_what_is_available_is_placed() {
+        let mut w = wallet();
+
+        let outcome = place(&mut w, "h1", START);
+
+        assert_eq!(transfer_id(&outcome), None);
+        assert_eq!(
+            (evg_account(&w).balance, evg_account(&w).held),
+            (START, START)
+        );
+        assert_eq!(evg_account(&w).available(), 0);
+    }
+
+    #[test]
+    fn a_hold_whose_id_is_pending_is_refused_as_a_duplicate_and_changes_nothing() {
+        let mut w = wallet();
+        place(&mut w, "h1", 1_000);
+        let (accounts, holds) = (w.accounts.clone(), pending(&w));
+
+        let outcome = place(&mut w, "h1", 500);
+
+        assert_eq!(refusal(&outcome), Refusal::DuplicateId);
+        assert_nothing_changed(&outcome, &w, &accounts, &holds);
+        assert_eq!(w.holds["h1"].money, evg(1_000));
+    }
+
+    #[test]
+    fn capturing_a_hold_pays_its_amount_to_the_credited_owner() {
+        let mut w = wallet();
+        place(&mut w, "h1", 3_000);
+        let before = evg_account(&w);
+        let merchant = Owner::App("muvi".to_owned());
+
+        let outcome = capture(&mut w, "h1", merchant.clone());
+
+        let (user_id, hold, transfer) = settled(&outcome);
+        assert_eq!(user_id, USER);
+        assert_eq!(hold.id, "h1");
+        assert_eq!(hold.money, evg(3_000));
+        let transfer = transfer.expect("a capture makes a transfer");
+        assert_eq!(transfer.kind, TransferKind::Hold);
+        assert_eq!(transfer.debit, Owner::User(USER.to_owned()));
+        assert_eq!(transfer.credit, merchant);
+        assert_eq!(transfer.money, evg(3_000));
+        assert_eq!(transfer.reference.as_deref(), Some("reservation-h1"));
+        assert!(!transfer.id.is_empty());
+        assert_eq!(transfer_id(&outcome).as_deref(), Some(transfer.id.as_str()));
+        assert_eq!(
+            balance_push(&outcome),
+            protocol::Event::Balance {
+                currency: "EVG".to_owned(),
+                available: "70.00".to_owned(),
+                total: "70.00".to_owned(),
+            }
+        );
+
+        let after = evg_account(&w);
+        assert_eq!((after.balance, after.held), (7_000, 0));
+        assert_eq!(after.available(), before.available());
+        assert!(w.holds.is_empty());
+        // Money is conserved: what left this wallet is exactly what the transfer credits.
+        assert_eq!(before.balance - after.balance, transfer.money.minor());
+        assert_eq!(before.held - after.held, transfer.money.minor());
+    }
+
+    #[test]
+    fn capturing_one_hold_leaves_the_others_held() {
+        let mut w = wallet();
+        place(&mut w, "h1", 3_000);
+        place(&mut w, "h2", 2_000);
+
+        capture(&mut w, "h1", Owner::App("muvi".to_owned()));
+
+        assert_eq!(
+            (evg_account(&w).balance, evg_account(&w).held),
+            (7_000, 2_000)
+        );
+        assert_eq!(
+            pending(&w).keys().collect::<Vec<_>>(),
+            vec![&"h2".to_owned()]
+        );
+    }
+
+    #[test]
+    fn voiding_a_hold_releases_it_and_moves_no_money() {
+        let mut w = wallet();
+        place(&mut w, "h1", 3_000);
+
+        let outcome = void(&mut w, "h1");
+
+        let (user_id, hold, transfer) = settled(&outcome);
+        assert_eq!(user_id, USER);
+        assert_eq!(hold.id, "h1");
+        assert_eq!(hold.money, evg(3_000));
+        assert!(transfer.is_none(), "{transfer:?}");
+        assert!(
+            !outcome
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Transferred(_))),
+            "{:?}",
+            outcome.events
+        );
+        assert_eq!(transfer_id(&outcome), None);
+        assert_eq!(
+            outcome.reply.balances()[&Currency::EVG],
+            (START, START),
+            "available is back to the balance"
+        );
+        assert_eq!(
+            balance_push(&outcome),
+            protocol::Event::Balance {
+                currency: "EVG".to_owned(),
+                available: "100.00".to_owned(),
+                total: "100.00".to_owned(),
+            }
+        );
+        assert_eq!((evg_account(&w).balance, evg_account(&w).held), (START, 0));
+        assert!(w.holds.is_empty());
+    }
+
+    #[test]
+    fn settling_an_unknown_hold_is_refused_and_changes_nothing() {
+        let mut w = wallet();
+        place(&mut w, "h1", 3_000);
+        let (accounts, holds) = (w.accounts.clone(), pending(&w));
+
+        let captured = capture(&mut w, "nope", Owner::App("muvi".to_owned()));
+        assert_eq!(refusal(&captured), Refusal::UnknownHold);
+        assert_nothing_changed(&captured, &w, &accounts, &holds);
+
+        let voided = void(&mut w, "nope");
+        assert_eq!(refusal(&voided), Refusal::UnknownHold);
+        assert_nothing_changed(&voided, &w, &accounts, &holds);
+    }
+
+    #[test]
+    fn a_captured_hold_cannot_be_settled_again() {
+        let mut w = wallet();
+        place(&mut w, "h1", 3_000);
+        capture(&mut w, "h1", Owner::App("muvi".to_owned()));
+        let (accounts, holds) = (w.accounts.clone(), pending(&w));
+        assert_eq!(
+            (
+                accounts[&Currency::EVG].balance,
+                accounts[&Currency::EVG].held
+            ),
+            (7_000, 0)
+        );
+
+        let again = capture(&mut w, "h1", Owner::App("muvi".to_owned()));
+        assert_eq!(refusal(&again), Refusal::UnknownHold);
+        assert_nothing_changed(&again, &w, &accounts, &holds);
+
+        let voided = void(&mut w, "h1");
+        assert_eq!(refusal(&voided), Refusal::UnknownHold);
+        assert_nothing_changed(&voided, &w, &accounts, &holds);
+    }
+
+    #[test]
+    fn capturing_a_hold_to_its_own_wallet_is_refused_and_keeps_it_held() {
+        let mut w = wallet();
+        place(&mut w, "h1", 3_000);
+        let (accounts, holds) = (w.accounts.clone(), pending(&w));
+        let own = capture(&mut w, "h1", Owner::User(USER.to_owned()));
+        assert_eq!(refusal(&own), Refusal::SelfPayment);
+        assert_nothing_changed(&own, &w, &accounts, &holds);
+        assert_eq!(w.accounts[&Currency::EVG].held, 3_000);
+    }
+
+    #[test]
+    fn a_voided_hold_cannot_be_settled_again() {
+        let mut w = wallet();
+        place(&mut w, "h1", 3_000);
+        void(&mut w, "h1");
+        let (accounts, holds) = (w.accounts.clone(), pending(&w));
+        assert_eq!(
+            (
+                accounts[&Currency::EVG].balance,
+                accounts[&Currency::EVG].held
+            ),
+            (START, 0)
+        );
+
+        let captured = capture(&mut w, "h1", Owner::App("muvi".to_owned()));
+        assert_eq!(refusal(&captured), Refusal::UnknownHold);
+        assert_nothing_changed(&captured, &w, &accounts, &holds);
+
+        let again = void(&mut w, "h1");
+        assert_eq!(refusal(&again), Refusal::UnknownHold);
+        assert_nothing_changed(&again, &w, &accounts, &holds);
+    }
+
+    #[test]
+    fn a_hold_in_a_currency_without_an_account_is_refused() {
+        let mut w = wallet();
+        let (accounts, holds) = (w.accounts.clone(), pending(&w));
+        let eur = Currency::parse("EUR").expect("known");
+
+        let outcome = w.handle(Command::PlaceHold(hold(
+            "h1",
+            Money::from_minor(100, eur).expect("positive"),
+        )));
+
+        assert_eq!(refusal(&outcome), Refusal::NoAccount { currency: eur });
+        assert_nothing_changed(&outcome, &w, &accounts, &holds);
+        assert!(!w.accounts.contains_key(&eur));
     }
 }
