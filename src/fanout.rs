@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use protocol::Push;
 
 use crate::bus::Hub;
-use crate::ws::user_topic;
+use crate::ws::{thread_topic, user_topic};
 
 /// The journal's event sink.
 pub struct Fanout {
@@ -78,13 +78,24 @@ impl EventSink<DomainEvent> for Fanout {
     async fn committed(&self, batch: Vec<Committed<DomainEvent>>) {
         for committed in batch {
             for event in committed.events {
-                if let DomainEvent::Wallet(Event::Feed(entry)) = event {
-                    self.publish(Push {
-                        topic: user_topic(&entry.user_id),
-                        seq: entry.seq.get().copied(),
-                        event: entry.event,
-                    })
-                    .await;
+                match event {
+                    DomainEvent::Wallet(Event::Feed(entry)) => {
+                        self.publish(Push {
+                            topic: user_topic(&entry.user_id),
+                            seq: entry.seq.get().copied(),
+                            event: entry.event,
+                        })
+                        .await;
+                    }
+                    DomainEvent::Conversation(event) => {
+                        self.publish(Push {
+                            topic: thread_topic(&event.thread_id),
+                            seq: Some(event.seq),
+                            event: event.push(),
+                        })
+                        .await;
+                    }
+                    DomainEvent::Wallet(_) => {}
                 }
             }
         }

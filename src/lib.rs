@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod conversations;
 pub mod fanout;
 pub mod metrics;
 pub mod startup;

@@ -27,6 +27,7 @@ use crate::auth::password::SecretHasher;
 use crate::auth::Auth;
 use crate::bus::Hub;
 use crate::config::Settings;
+use crate::conversations::Conversations;
 use crate::fanout::Fanout;
 use crate::metrics::Metrics;
 use crate::store::journal::SqlJournal;
@@ -127,6 +128,12 @@ impl Application {
         if fanout.wallets.set(wallets.registry().clone()).is_err() {
             anyhow::bail!("the wallet registry was wired twice");
         }
+        let conversations = Conversations::new(
+            db.clone(),
+            arbiters.clone(),
+            journal.clone(),
+            settings.registry_settings(),
+        );
         let gateway = Gateway::new(
             Arc::clone(&settings),
             Arc::clone(&auth),
@@ -142,6 +149,7 @@ impl Application {
             metrics,
             gateway,
             wallets,
+            conversations,
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

@@ -12,6 +12,7 @@
 //!   nothing unacknowledged survives in memory;
 //! - every queue is bounded; a full mailbox or journal queue answers [`ActorError::Busy`] at once.
 
+pub mod conversation;
 pub mod entity;
 pub mod journal;
 pub mod money;
@@ -29,6 +30,13 @@ pub use idempotency::{IdempotencyKey, Request};
 #[derive(Debug, Clone)]
 pub enum DomainEvent {
     Wallet(wallet::Event),
+    Conversation(conversation::Event),
+}
+
+impl From<conversation::Event> for DomainEvent {
+    fn from(event: conversation::Event) -> Self {
+        DomainEvent::Conversation(event)
+    }
 }
 
 impl From<wallet::Event> for DomainEvent {

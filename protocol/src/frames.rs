@@ -83,6 +83,46 @@ pub enum ClientFrame {
         id: Option<String>,
         transaction_id: String,
     },
+    /// Post a message to a thread the caller takes part in. `id` is required and is the
+    /// idempotency key (per sender, shared with REST's `Idempotency-Key`): a retried post is
+    /// stored and delivered once. Answered with `posted`.
+    PostMessage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        thread_id: String,
+        content: String,
+        /// `text` (the default), `media` or `system`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_type: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media_url: Option<String>,
+    },
+    /// Change the content of a message the caller sent. `id` required. Answered with `ack`.
+    EditMessage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        message_id: String,
+        content: String,
+    },
+    /// Hide (soft-delete) a message the caller sent. `id` required. Answered with `ack`.
+    HideMessage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        message_id: String,
+    },
+    /// Mark a thread read up to a sequence number. Answered with `ack`.
+    MarkRead {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        thread_id: String,
+        up_to_seq: u64,
+    },
+    /// Tell the other participant the caller is typing (ephemeral, not stored, not answered).
+    Typing {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        thread_id: String,
+    },
 }
 
 impl ClientFrame {
@@ -97,7 +137,12 @@ impl ClientFrame {
             | ClientFrame::Pay { id, .. }
             | ClientFrame::RequestPayment { id, .. }
             | ClientFrame::RejectPayment { id, .. }
-            | ClientFrame::CancelRequest { id, .. } => id.as_deref(),
+            | ClientFrame::CancelRequest { id, .. }
+            | ClientFrame::PostMessage { id, .. }
+            | ClientFrame::EditMessage { id, .. }
+            | ClientFrame::HideMessage { id, .. }
+            | ClientFrame::MarkRead { id, .. }
+            | ClientFrame::Typing { id, .. } => id.as_deref(),
         }
     }
 
@@ -200,6 +245,20 @@ pub enum ServerFrame {
     /// `cancel_request`). Business outcomes are a `status`; failures to get an answer at all
     /// (invalid frame, busy) are `error` frames.
     Wallet(WalletAnswer),
+    /// The answer to `post_message`: the message as stored (a retry gets the same message).
+    Posted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        message: ThreadMessage,
+    },
+    /// The answer to `edit_message`, `hide_message` and `mark_read`: the change is durable as
+    /// the thread's event `seq` (a no-op answers the thread's latest `seq`).
+    Ack {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        thread_id: String,
+        seq: u64,
+    },
     /// A pushed event.
     Event(Push),
     /// Sent every heartbeat interval; carries the node's clock in Unix milliseconds.
@@ -288,6 +347,56 @@ pub enum Event {
         transaction_id: String,
         status: String,
     },
+    /// A message was posted to the thread (topic `thread:<id>`).
+    MessagePosted { message: ThreadMessage },
+    /// A message was edited: the fields present changed (`media_url: ""` means cleared).
+    MessageEdited {
+        message_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media_url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_flagged: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_moderated: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_read: Option<bool>,
+    },
+    /// A message was hidden (soft-deleted).
+    MessageHidden { message_id: String },
+    /// A participant read the thread up to `up_to_seq`.
+    ReadMarked { user_id: String, up_to_seq: u64 },
+    /// The thread's state changed.
+    ThreadUpdated {
+        thread_id: String,
+        is_open: bool,
+        is_active: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        listing_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reservation_id: Option<String>,
+    },
+    /// A participant is typing (ephemeral).
+    Typing { thread_id: String, user_id: String },
+}
+
+/// A message of a thread, as pushed and as answered to `post_message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadMessage {
+    pub id: String,
+    pub thread_id: String,
+    /// The thread sequence number of the post.
+    pub seq: u64,
+    pub sender_id: String,
+    pub content: String,
+    /// `text`, `media` or `system`.
+    pub message_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_url: Option<String>,
+    /// Unix milliseconds.
+    pub sent_at: i64,
 }
 
 /// Error codes of `error` frames.

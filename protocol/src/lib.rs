@@ -12,5 +12,5 @@ mod frames;
 pub use codec::{Codec, DecodeError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 pub use frames::{
     close, AuthFrame, BusEnvelope, ClientFrame, ErrorCode, Event, Hello, Push, ServerFrame,
-    TopicResume, WalletAnswer, WalletBalance,
+    ThreadMessage, TopicResume, WalletAnswer, WalletBalance,
 };

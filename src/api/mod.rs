@@ -17,6 +17,7 @@ use actix_web::HttpMessage;
 use crate::auth::Auth;
 use crate::bus::Hub;
 use crate::config::Settings;
+use crate::conversations::Conversations;
 use crate::metrics::Metrics;
 use crate::store::Db;
 use crate::wallets::Wallets;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub gateway: Arc<Gateway>,
     pub wallets: Arc<Wallets>,
+    pub conversations: Arc<Conversations>,
 }
 
 /// When the request arrived, for `elapsedMs` in envelopes.

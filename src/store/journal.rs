@@ -21,6 +21,16 @@ pub enum Tx<'a> {
     Postgres(&'a mut sqlx::PgConnection),
 }
 
+impl Tx<'_> {
+    /// Borrow the transaction again, for one more statement before handing it on.
+    pub fn reborrow(&mut self) -> Tx<'_> {
+        match self {
+            Tx::Sqlite(conn) => Tx::Sqlite(conn),
+            Tx::Postgres(conn) => Tx::Postgres(conn),
+        }
+    }
+}
+
 /// Run the same code against whichever connection `tx` holds.
 #[macro_export]
 macro_rules! on_tx {

@@ -23,6 +23,9 @@ impl Persist for actors::DomainEvent {
     fn persist<'a>(&'a self, tx: Tx<'a>) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         match self {
             actors::DomainEvent::Wallet(event) => persist_wallet(event, tx).boxed(),
+            actors::DomainEvent::Conversation(event) => {
+                super::conversations::persist(event, tx).boxed()
+            }
         }
     }
 }
@@ -130,10 +133,7 @@ async fn move_held(
 }
 
 fn reborrow<'b>(tx: &'b mut Tx<'_>) -> Tx<'b> {
-    match tx {
-        Tx::Sqlite(conn) => Tx::Sqlite(conn),
-        Tx::Postgres(conn) => Tx::Postgres(conn),
-    }
+    tx.reborrow()
 }
 
 async fn insert_transfer(transfer: &Transfer, mut tx: Tx<'_>) -> Result<(), sqlx::Error> {

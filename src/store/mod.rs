@@ -5,6 +5,7 @@
 //! One function per query; handlers never hold SQL.
 
 pub mod apps;
+pub mod conversations;
 pub mod evergreen_history;
 pub mod evergreen_merchant;
 pub mod external_ids;

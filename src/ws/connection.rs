@@ -32,11 +32,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{user_topic, wallet_ops, Gateway};
+use super::{message_ops, user_topic, wallet_ops, Gateway};
 use crate::api::AppState;
 use crate::auth::Identity;
 use crate::bus::{Delivery, Subscriber, SubscriberId};
-use crate::store::{ledger, Db, StoreError};
+use crate::conversations::{visible_thread, Caller};
+use crate::store::{conversations, ledger, Db, StoreError};
 
 /// How long the node tries to send a close frame before dropping the connection anyway.
 const CLOSE_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
@@ -50,6 +51,17 @@ enum Outbound {
     Close(u16, &'static str),
     /// The connection unsubscribed from this topic: forget its last sequence number.
     Forget(String),
+    /// A resumed subscription of this topic is starting: hold its live pushes until its
+    /// `Replay` has been sent, so that nothing live overtakes what is replayed.
+    Hold(String),
+    /// Send these frames (the `subscribed` answer and the replayed events), record `last` as
+    /// the topic's last sequence number sent, then release the held pushes, dropping those
+    /// already replayed. With `last: None` the topic was not subscribed after all.
+    Replay {
+        topic: String,
+        frames: Vec<ServerFrame>,
+        last: Option<u64>,
+    },
 }
 
 /// Queue an item for the writer without waiting; a full queue marks the client slow (it is
@@ -164,6 +176,9 @@ async fn write_loop(writer: Writer, opening: Opening) {
     } = writer;
     let mut close_with: Option<(u16, &'static str)> = None;
     let mut sent = opening.sent;
+    // Live pushes of topics being resumed, bounded like the queue they came from.
+    let mut held: HashMap<String, Vec<Delivery>> = HashMap::new();
+    let held_max = gateway.settings.ws_send_queue_max.max(1);
     let mut opening = opening.frames.into_iter();
     loop {
         let item = match opening.next() {
@@ -178,9 +193,51 @@ async fn write_loop(writer: Writer, opening: Opening) {
             },
         };
         let Some(item) = item else { break };
+        let item = match item {
+            Outbound::Push(push) if held.contains_key(&push.topic) => {
+                let waiting = held.values().map(Vec::len).sum::<usize>();
+                if waiting >= held_max {
+                    close_with = Some((close::SLOW_CONSUMER, "send queue full: read faster"));
+                    break;
+                }
+                if let Some(queue) = held.get_mut(&push.topic) {
+                    queue.push(push);
+                }
+                continue;
+            }
+            Outbound::Hold(topic) => {
+                held.entry(topic).or_default();
+                continue;
+            }
+            other => other,
+        };
         let sending = async {
             match item {
                 Outbound::Frame(frame) => send(&mut session, codec, codec.encode(&frame)).await,
+                Outbound::Replay {
+                    topic,
+                    frames,
+                    last,
+                } => {
+                    let released = held.remove(&topic).unwrap_or_default();
+                    for frame in frames {
+                        if !send(&mut session, codec, codec.encode(&frame)).await {
+                            return false;
+                        }
+                    }
+                    let Some(last) = last else { return true };
+                    sent.last_seq.insert(topic, last);
+                    for push in released {
+                        if sent.is_fresh(&push) {
+                            let frame = ServerFrame::Event((*push).clone());
+                            if !send(&mut session, codec, codec.encode(&frame)).await {
+                                return false;
+                            }
+                        }
+                    }
+                    true
+                }
+                Outbound::Hold(_) => true,
                 Outbound::Push(push) => {
                     if !sent.is_fresh(&push) {
                         return true;
@@ -289,6 +346,57 @@ async fn resume(db: &Db, user_id: &str, since: u64, max: u64) -> Result<Resumed,
         events,
         last: head,
     })
+}
+
+/// Read what a client that saw a thread up to `since` missed: the report for `subscribed`
+/// and the events `since+1 ..= head`. Must run after the subscription (see the module
+/// documentation); the head is the thread's latest sequence number at the read.
+async fn resume_thread(
+    db: &Db,
+    thread_id: &str,
+    since: u64,
+    max: u64,
+) -> Result<(TopicResume, Vec<(u64, Event)>), StoreError> {
+    let head = conversations::thread(db, thread_id)
+        .await?
+        .map_or(0, |t| u64::try_from(t.last_seq).unwrap_or_default());
+    let reload = TopicResume {
+        replayed: 0,
+        head,
+        gap_too_large: true,
+    };
+    let Some(missed) = head.checked_sub(since) else {
+        return Ok((reload, Vec::new()));
+    };
+    if missed > max {
+        return Ok((reload, Vec::new()));
+    }
+    let events = if missed == 0 {
+        Vec::new()
+    } else {
+        let limit = i64::try_from(missed).unwrap_or(i64::MAX);
+        conversations::events_after(db, thread_id, since, limit).await?
+    };
+    let complete = events.len() as u64 == missed
+        && events
+            .iter()
+            .zip(since + 1..)
+            .all(|((seq, _), expected)| *seq == expected);
+    if !complete {
+        tracing::error!(
+            since,
+            head,
+            read = events.len(),
+            "a thread's events have a hole"
+        );
+        return Ok((reload, Vec::new()));
+    }
+    let report = TopicResume {
+        replayed: missed,
+        head,
+        gap_too_large: false,
+    };
+    Ok((report, events))
 }
 
 /// Wait for an `auth` frame. On failure the session is closed here and `None` returned. The
@@ -493,6 +601,7 @@ pub(super) async fn run(
         tx,
         slow,
         codec,
+        admin: identity.role().is_admin(),
         user_id,
         subscriber,
         sink,
@@ -512,6 +621,8 @@ struct Reader {
     slow: CancellationToken,
     codec: Codec,
     user_id: String,
+    /// `admin` or `superAdmin`: may subscribe to any thread.
+    admin: bool,
     subscriber: SubscriberId,
     sink: Arc<Sink>,
     topics: HashSet<String>,
@@ -641,7 +752,153 @@ impl Reader {
             | ClientFrame::RequestPayment { .. }
             | ClientFrame::RejectPayment { .. }
             | ClientFrame::CancelRequest { .. }) => self.wallet_op(frame),
+            frame @ (ClientFrame::PostMessage { .. }
+            | ClientFrame::EditMessage { .. }
+            | ClientFrame::HideMessage { .. }
+            | ClientFrame::MarkRead { .. }
+            | ClientFrame::Typing { .. }) => self.message_op(frame),
         }
+    }
+
+    /// Check a conversation op here, then answer it off the reader, like wallet ops (and
+    /// sharing their in-flight bound).
+    fn message_op(&self, frame: ClientFrame) {
+        let id = frame.id().map(str::to_owned);
+        let answer = match message_ops::prepare(&self.state, &self.user_id, self.admin, frame) {
+            Ok(answer) => answer,
+            Err(refused) => {
+                self.reply(*refused);
+                return;
+            }
+        };
+        let Ok(permit) = Arc::clone(&self.wallet_ops).try_acquire_owned() else {
+            self.error(
+                id,
+                ErrorCode::Busy,
+                format!(
+                    "at most {} ops in flight per connection; retry with the same id",
+                    wallet_ops::WALLET_OPS_IN_FLIGHT_MAX
+                ),
+            );
+            return;
+        };
+        let (tx, slow) = (self.tx.clone(), self.slow.clone());
+        actix_web::rt::spawn(async move {
+            if let Some(frame) = answer.await {
+                enqueue(&tx, &slow, Outbound::Frame(frame));
+            }
+            drop(permit);
+        });
+    }
+
+    /// Subscribe to a thread the caller may see: its guest, its host, or an admin. With
+    /// `since`, first replay the thread's events after it (at most `ws_resume_max`; a larger
+    /// gap is answered `gap_too_large` and the client pages through history over REST).
+    async fn subscribe_thread(&mut self, id: Option<String>, topic: String, since: Option<u64>) {
+        let thread_id = topic.trim_start_matches("thread:").to_owned();
+        let caller = Caller {
+            user_id: &self.user_id,
+            admin: self.admin,
+        };
+        if let Err(failure) = visible_thread(&self.state.db, caller, &thread_id).await {
+            self.reply(message_ops::failed(id, &failure));
+            return;
+        }
+        let fresh = !self.topics.contains(&topic);
+        if fresh && self.topics.len() >= self.gateway.settings.ws_subscriptions_per_connection_max {
+            self.error(
+                id,
+                ErrorCode::LimitExceeded,
+                "too many subscriptions on this connection",
+            );
+            return;
+        }
+        let Some(since) = since else {
+            if fresh && !self.bus_subscribe(&id, &topic).await {
+                return;
+            }
+            self.reply(ServerFrame::Subscribed {
+                id,
+                topic,
+                resume: None,
+            });
+            return;
+        };
+        // Hold live pushes, subscribe, then read: whatever commits after the read arrives live
+        // and waits behind the replay; what both carry goes out once.
+        self.queue(Outbound::Hold(topic.clone()));
+        if fresh && !self.bus_subscribe(&id, &topic).await {
+            self.queue(Outbound::Replay {
+                topic,
+                frames: Vec::new(),
+                last: None,
+            });
+            return;
+        }
+        let resumed = resume_thread(
+            &self.state.db,
+            &thread_id,
+            since,
+            self.gateway.settings.ws_resume_max,
+        )
+        .await;
+        let (report, events) = match resumed {
+            Ok(resumed) => resumed,
+            Err(error) => {
+                tracing::error!(%error, "could not read a thread's events to resume it");
+                self.queue(Outbound::Replay {
+                    topic: topic.clone(),
+                    frames: vec![ServerFrame::Error {
+                        id,
+                        code: ErrorCode::Internal,
+                        message: "resume failed; retry".into(),
+                    }],
+                    last: Some(since),
+                });
+                return;
+            }
+        };
+        let last = report.head;
+        let mut frames = Vec::with_capacity(events.len() + 1);
+        frames.push(ServerFrame::Subscribed {
+            id,
+            topic: topic.clone(),
+            resume: Some(report),
+        });
+        frames.extend(events.into_iter().map(|(seq, event)| {
+            ServerFrame::Event(Push {
+                topic: topic.clone(),
+                seq: Some(seq),
+                event,
+            })
+        }));
+        self.queue(Outbound::Replay {
+            topic,
+            frames,
+            last: Some(last),
+        });
+    }
+
+    /// Subscribe this connection to a topic on the bus; false (after telling the client) when
+    /// that failed.
+    async fn bus_subscribe(&mut self, id: &Option<String>, topic: &str) -> bool {
+        let sink: Arc<dyn Subscriber> = self.sink.clone();
+        if let Err(error) = self
+            .gateway
+            .bus
+            .subscribe(topic, self.subscriber, sink)
+            .await
+        {
+            tracing::error!(%error, "subscription failed");
+            self.error(
+                id.clone(),
+                ErrorCode::Internal,
+                "subscription failed; retry",
+            );
+            return false;
+        }
+        self.topics.insert(topic.to_owned());
+        true
     }
 
     /// Check a wallet op here, then answer it off the reader: the wallet's durable answer
@@ -677,6 +934,9 @@ impl Reader {
     }
 
     async fn subscribe(&mut self, id: Option<String>, topic: String, since: Option<u64>) {
+        if topic.starts_with("thread:") {
+            return self.subscribe_thread(id, topic, since).await;
+        }
         if let Err((code, message)) = self.may_subscribe(&topic) {
             self.error(id, code, message);
             return;

@@ -12,6 +12,7 @@
 //! (`pay`, …) are answered by [`wallet_ops`] with the Evergreen semantics.
 
 mod connection;
+pub mod message_ops;
 mod wallet_ops;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,12 @@ use crate::metrics::Metrics;
 /// The topic every connection of a user is subscribed to.
 pub fn user_topic(user_id: &str) -> String {
     format!("user:{user_id}")
+}
+
+/// The topic of a message thread: its messages, edits, read marks and state changes, each
+/// with the thread's sequence number, and typing indicators.
+pub fn thread_topic(thread_id: &str) -> String {
+    format!("thread:{thread_id}")
 }
 
 /// Connections of this node and what they share.

@@ -94,7 +94,18 @@ impl<'a> Envelope<'a> {
 
     /// An envelope around a page of objects.
     pub fn list<T: Serialize>(self, rows: &[T], paging: Paging) -> HttpResponse {
+        self.list_with(rows, paging, Map::new())
+    }
+
+    /// An envelope around a page of objects, with more top-level keys.
+    pub fn list_with<T: Serialize>(
+        self,
+        rows: &[T],
+        paging: Paging,
+        extra: Map<String, Value>,
+    ) -> HttpResponse {
         let mut body = self.head(rows.len());
+        body.extend(extra);
         body.insert(
             self.data_name.into(),
             serde_json::to_value(rows).unwrap_or(Value::Null),

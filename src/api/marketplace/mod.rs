@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod envelope;
 pub mod error;
+pub mod messaging;
+pub mod query;
 
 use actix_web::web;
 use utoipa_actix_web::scope;
@@ -46,6 +48,24 @@ pub fn configure(cfg: &mut ServiceConfig<'_>, body_bytes_max: usize) {
                 .service(auth::logout)
                 .service(auth::publickey)
                 .service(auth::relogin);
+        }
+        if service == "messaging" {
+            mounted = mounted
+                .service(messaging::create_thread)
+                .service(messaging::get_thread)
+                .service(messaging::list_threads)
+                .service(messaging::update_thread)
+                .service(messaging::delete_thread)
+                .service(messaging::create_message)
+                .service(messaging::get_message)
+                .service(messaging::update_message)
+                .service(messaging::delete_message)
+                .service(messaging::get_thread_messages)
+                .service(messaging::got_thread_messages)
+                .service(messaging::create_report)
+                .service(messaging::get_report)
+                .service(messaging::list_reports)
+                .service(messaging::update_report);
         }
         cfg.service(mounted);
     }

@@ -1,0 +1,783 @@
+//! The messaging service through HTTP and WebSocket: threads, messages, reports, access
+//! rules, real-time delivery in one order, resume without loss, idempotent posts.
+
+use std::collections::HashMap;
+
+use protocol::{ClientFrame, Event, ServerFrame};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_node, spawn_node_with, TestNode, TestUser, WsClient};
+
+async fn send(
+    node: &TestNode,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = node.http.request(method, node.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn thread(node: &TestNode, guest: &TestUser, host: &TestUser) -> String {
+    let (status, body) = send(
+        node,
+        reqwest::Method::POST,
+        "/messaging-api/v1/messagethreads",
+        &guest.token,
+        Some(
+            json!({"guestId": guest.id, "hostId": host.id, "isOpen": true,
+                    "messageCount": 0, "lastMessageAt": "2024-01-01T00:00:00Z"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["messageThread"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn post(node: &TestNode, user: &TestUser, thread_id: &str, content: &str) -> (u16, Value) {
+    send(
+        node,
+        reqwest::Method::POST,
+        "/messaging-api/v1/messages",
+        &user.token,
+        Some(
+            json!({"threadId": thread_id, "content": content, "messageType": "text",
+                    "senderId": user.id, "sentAt": "2020-01-01T00:00:00Z",
+                    "isModerated": false, "isFlagged": false}),
+        ),
+    )
+    .await
+}
+
+async fn subscribe(client: &mut WsClient, thread_id: &str, since: Option<u64>) -> ServerFrame {
+    client
+        .send(&ClientFrame::Subscribe {
+            id: Some("sub".into()),
+            topic: format!("thread:{thread_id}"),
+            since,
+        })
+        .await;
+    client.recv_skipping_heartbeats().await.unwrap()
+}
+
+/// The next pushed message on a thread topic, skipping other frames.
+async fn next_message(client: &mut WsClient) -> (u64, String) {
+    loop {
+        match client.recv_skipping_heartbeats().await {
+            Some(ServerFrame::Event(push)) => {
+                if let Event::MessagePosted { message } = push.event {
+                    assert_eq!(push.seq, Some(message.seq));
+                    return (message.seq, message.content);
+                }
+            }
+            Some(_) => continue,
+            None => panic!("the connection ended"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_thread_and_its_messages_have_the_documented_shapes() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let (status, created) = post(&node, &guest, &thread_id, "hello host").await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "OK");
+    assert_eq!(created["statusCode"], 201);
+    assert_eq!(created["dataName"], "message");
+    let message = &created["message"];
+    for key in [
+        "id",
+        "threadId",
+        "content",
+        "senderId",
+        "sentAt",
+        "messageType",
+        "messageType_idx",
+        "mediaUrl",
+        "isModerated",
+        "isFlagged",
+        "flaggedBy",
+        "flagReason",
+        "isRead",
+        "isActive",
+        "recordVersion",
+        "createdAt",
+        "updatedAt",
+        "_owner",
+    ] {
+        assert!(message.get(key).is_some(), "message lacks {key}: {message}");
+    }
+    assert_eq!(message["senderId"], guest.id.as_str());
+    assert_eq!(message["messageType_idx"], 0);
+    assert_eq!(message["isRead"], false);
+    assert_ne!(
+        message["sentAt"], "2020-01-01T00:00:00Z",
+        "sentAt is the server's"
+    );
+
+    let (status, got) = send(
+        &node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/messagethreads/{thread_id}"),
+        &host.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let t = &got["messageThread"];
+    assert_eq!(t["messageCount"], 1, "the server counts messages: {t}");
+    assert_eq!(t["guestId"], guest.id.as_str());
+    assert_eq!(t["isOpen"], true);
+    assert!(t["lastMessageAt"].is_string());
+
+    let (status, list) = send(
+        &node,
+        reqwest::Method::GET,
+        "/messaging-api/v1/messagethreads",
+        &host.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["rowCount"], 1);
+    assert_eq!(list["paging"]["totalRowCount"], 1);
+    assert_eq!(list["messageThreads"][0]["listingDets"], json!([]));
+    assert_eq!(list["filters"], json!([]));
+
+    let (status, messages) = send(
+        &node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/threadmessages/{thread_id}"),
+        &host.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{messages}");
+    assert_eq!(messages["messages"][0]["content"], "hello host");
+    assert!(messages["thread"].is_object() && messages["amenities"].is_object());
+    let (_, got) = send(
+        &node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/gotthreadmessages/{thread_id}"),
+        &host.token,
+        None,
+    )
+    .await;
+    assert!(got.get("thread").is_none());
+    assert_eq!(got["messages"].as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn a_second_open_thread_on_one_context_is_a_conflict_until_the_first_closes() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let first = thread(&node, &guest, &host).await;
+    let again = || {
+        send(
+            &node,
+            reqwest::Method::POST,
+            "/messaging-api/v1/messagethreads",
+            &host.token,
+            Some(json!({"guestId": guest.id, "hostId": host.id})),
+        )
+    };
+    let (status, body) = again().await;
+    assert_eq!(status, 409);
+    assert_eq!(body["result"], "ERR");
+    assert_eq!(body["message"], "errMsg_threadAlreadyExists");
+    assert!(body["detail"].as_str().unwrap().contains(&first));
+
+    let (status, closed) = send(
+        &node,
+        reqwest::Method::PATCH,
+        &format!("/messaging-api/v1/messagethreads/{first}"),
+        &guest.token,
+        Some(json!({"isOpen": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["messageThread"]["isOpen"], false);
+    let (status, posted) = post(&node, &guest, &first, "to a closed thread").await;
+    assert_eq!(
+        (status, posted["message"].clone()),
+        (409, json!("errMsg_threadIsClosed"))
+    );
+
+    let (status, second) = again().await;
+    assert_eq!(status, 201, "{second}");
+    // Reopening the first now would make two open threads on one context.
+    let (status, reopen) = send(
+        &node,
+        reqwest::Method::PATCH,
+        &format!("/messaging-api/v1/messagethreads/{first}"),
+        &guest.token,
+        Some(json!({"isOpen": true})),
+    )
+    .await;
+    assert_eq!(status, 409, "{reopen}");
+}
+
+#[actix_web::test]
+async fn only_participants_read_and_post_and_only_admins_see_all() {
+    let node = spawn_node_with(|s| {
+        s.admin_email = Some("mod@example.com".into());
+        s.admin_password = Some(secrecy::SecretString::from("moderator secret".to_owned()));
+    })
+    .await;
+    let (guest, host, outsider) = (node.user().await, node.user().await, node.user().await);
+    let admin = node
+        .log_in_again("mod@example.com", "moderator secret")
+        .await;
+    let thread_id = thread(&node, &guest, &host).await;
+    let (_, posted) = post(&node, &guest, &thread_id, "private").await;
+    let message_id = posted["message"]["id"].as_str().unwrap().to_owned();
+
+    for path in [
+        format!("/messaging-api/v1/messagethreads/{thread_id}"),
+        format!("/messaging-api/v1/threadmessages/{thread_id}"),
+        format!("/messaging-api/v1/messages/{message_id}"),
+    ] {
+        let (status, body) = send(&node, reqwest::Method::GET, &path, &outsider.token, None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        let (status, _) = send(&node, reqwest::Method::GET, &path, &admin.token, None).await;
+        assert_eq!(status, 200, "{path}: admins read every thread");
+    }
+    let (status, _) = post(&node, &outsider, &thread_id, "let me in").await;
+    assert_eq!(status, 404);
+    let (status, _) = post(&node, &admin, &thread_id, "admins do not post").await;
+    assert_eq!(status, 403);
+    let (_, list) = send(
+        &node,
+        reqwest::Method::GET,
+        "/messaging-api/v1/messagethreads",
+        &outsider.token,
+        None,
+    )
+    .await;
+    assert_eq!(list["rowCount"], 0);
+    // Someone else's identity in the body is refused.
+    let (status, _) = send(
+        &node,
+        reqwest::Method::POST,
+        "/messaging-api/v1/messages",
+        &host.token,
+        Some(json!({"threadId": thread_id, "content": "as guest", "senderId": guest.id})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The sender or an admin edits; the recipient may only mark it read.
+    let path = format!("/messaging-api/v1/messages/{message_id}");
+    let (status, _) = send(
+        &node,
+        reqwest::Method::PATCH,
+        &path,
+        &host.token,
+        Some(json!({"content": "rewritten"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, read) = send(
+        &node,
+        reqwest::Method::PATCH,
+        &path,
+        &host.token,
+        Some(json!({"isRead": true})),
+    )
+    .await;
+    assert_eq!(
+        (status, read["message"]["isRead"].clone()),
+        (200, json!(true))
+    );
+    let (status, edited) = send(
+        &node,
+        reqwest::Method::PATCH,
+        &path,
+        &guest.token,
+        Some(json!({"content": "fixed typo"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(edited["message"]["content"], "fixed typo");
+    assert_eq!(edited["message"]["recordVersion"], 3);
+    // An outsider cannot subscribe.
+    let mut ws = node.ws(&outsider.token).await;
+    match subscribe(&mut ws, &thread_id, None).await {
+        ServerFrame::Error { code, .. } => assert_eq!(code, protocol::ErrorCode::NotFound),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // Hiding: the sender; then it is gone for participants and kept for admins.
+    let (status, _) = send(&node, reqwest::Method::DELETE, &path, &host.token, None).await;
+    assert_eq!(status, 403);
+    let (status, hidden) = send(&node, reqwest::Method::DELETE, &path, &guest.token, None).await;
+    assert_eq!(
+        (status, hidden["message"]["isActive"].clone()),
+        (200, json!(false))
+    );
+    let (status, _) = send(&node, reqwest::Method::GET, &path, &host.token, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = send(&node, reqwest::Method::GET, &path, &admin.token, None).await;
+    assert_eq!(status, 200);
+}
+
+#[actix_web::test]
+async fn bad_requests_get_the_marketplace_error_and_change_nothing() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let cases = [
+        (json!({"threadId": thread_id}), "missing content"),
+        (json!({"threadId": thread_id, "content": 5}), "wrong type"),
+        (
+            json!({"threadId": thread_id, "content": "x", "colour": "red"}),
+            "unknown field",
+        ),
+        (
+            json!({"threadId": thread_id, "content": ""}),
+            "empty content",
+        ),
+        (
+            json!({"threadId": thread_id, "content": "x", "messageType": "video"}),
+            "bad enum",
+        ),
+    ];
+    for (body, why) in cases {
+        let (status, answer) = send(
+            &node,
+            reqwest::Method::POST,
+            "/messaging-api/v1/messages",
+            &guest.token,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 400, "{why}: {answer}");
+        assert_eq!(answer["result"], "ERR", "{why}");
+    }
+    let malformed = node
+        .http
+        .post(node.url("/messaging-api/v1/messages"))
+        .bearer_auth(&guest.token)
+        .header("content-type", "application/json")
+        .body("{\"threadId\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let unauthenticated = node
+        .http
+        .get(node.url("/messaging-api/v1/messagethreads"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    for query in [
+        "pageRowCount=101",
+        "pageNumber=-1",
+        "pageRowCount=abc",
+        "colour=red",
+        "isOpen=maybe",
+    ] {
+        let (status, body) = send(
+            &node,
+            reqwest::Method::GET,
+            &format!("/messaging-api/v1/messagethreads?{query}"),
+            &guest.token,
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
+    let (_, thread) = send(
+        &node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/messagethreads/{thread_id}"),
+        &guest.token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        thread["messageThread"]["messageCount"], 0,
+        "nothing was posted"
+    );
+}
+
+#[actix_web::test]
+async fn paging_walks_a_thread_oldest_first() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    for i in 0..7 {
+        assert_eq!(
+            post(&node, &guest, &thread_id, &format!("m{i}")).await.0,
+            201
+        );
+    }
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let (status, body) = send(
+            &node,
+            reqwest::Method::GET,
+            &format!(
+                "/messaging-api/v1/threadmessages/{thread_id}?pageNumber={page}&pageRowCount=3"
+            ),
+            &host.token,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["paging"]["pageCount"], 3);
+        assert_eq!(body["paging"]["totalRowCount"], 7);
+        for m in body["messages"].as_array().unwrap() {
+            seen.push(m["content"].as_str().unwrap().to_owned());
+        }
+    }
+    let expected: Vec<String> = (0..7).map(|i| format!("m{i}")).collect();
+    assert_eq!(seen, expected);
+    let (_, all) = send(
+        &node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/threadmessages/{thread_id}?pageNumber=0"),
+        &host.token,
+        None,
+    )
+    .await;
+    assert_eq!(all["messages"].as_array().unwrap().len(), 7);
+}
+
+#[actix_web::test]
+async fn a_retried_post_is_stored_and_delivered_once() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let mut watcher = node.ws(&host.token).await;
+    assert!(matches!(
+        subscribe(&mut watcher, &thread_id, None).await,
+        ServerFrame::Subscribed { .. }
+    ));
+
+    let body = json!({"threadId": thread_id, "content": "only once"});
+    let attempt = || {
+        node.http
+            .post(node.url("/messaging-api/v1/messages"))
+            .bearer_auth(&guest.token)
+            .header("Idempotency-Key", "post-1")
+            .json(&body)
+            .send()
+    };
+    let (a, b) = tokio::join!(attempt(), attempt());
+    let later = attempt().await.unwrap();
+    let mut ids = Vec::new();
+    for response in [a.unwrap(), b.unwrap(), later] {
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["message"]["id"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "three identical answers: {ids:?}"
+    );
+    // Over the WebSocket with the same id as key: the same message again.
+    let mut device = node.ws(&guest.token).await;
+    let frame = ClientFrame::PostMessage {
+        id: Some("ws-1".into()),
+        thread_id: thread_id.clone(),
+        content: "from the socket".into(),
+        message_type: None,
+        media_url: None,
+    };
+    device.send(&frame).await;
+    device.send(&frame).await;
+    let mut posted = Vec::new();
+    while posted.len() < 2 {
+        if let Some(ServerFrame::Posted { message, .. }) = device.recv_skipping_heartbeats().await {
+            posted.push(message);
+        }
+    }
+    assert_eq!(posted[0], posted[1], "the retry answers the first post");
+
+    let (_, list) = send(
+        &node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/threadmessages/{thread_id}"),
+        &host.token,
+        None,
+    )
+    .await;
+    let contents: Vec<&str> = list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, vec!["only once", "from the socket"]);
+    assert_eq!(next_message(&mut watcher).await, (1, "only once".into()));
+    assert_eq!(
+        next_message(&mut watcher).await,
+        (2, "from the socket".into())
+    );
+}
+
+#[actix_web::test]
+async fn every_device_of_both_participants_sees_every_message_once_in_one_order() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let mut devices = Vec::new();
+    for user in [&guest, &guest, &host, &host] {
+        let mut client = node.ws(&user.token).await;
+        assert!(matches!(
+            subscribe(&mut client, &thread_id, None).await,
+            ServerFrame::Subscribed { .. }
+        ));
+        devices.push(client);
+    }
+    let per_sender = 30;
+    let posts = (0..per_sender).flat_map(|i| [(&guest, format!("g{i}")), (&host, format!("h{i}"))]);
+    let answers = futures_util::future::join_all(posts.map(|(user, content)| {
+        let node = &node;
+        let thread_id = &thread_id;
+        async move { post(node, user, thread_id, &content).await.0 }
+    }))
+    .await;
+    assert!(answers.iter().all(|s| *s == 201), "{answers:?}");
+    let total = per_sender * 2;
+    let mut orders = Vec::new();
+    for device in &mut devices {
+        let mut order = Vec::new();
+        for _ in 0..total {
+            order.push(next_message(device).await);
+        }
+        orders.push(order);
+    }
+    let seqs: Vec<u64> = orders[0].iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "gap-free, in order"
+    );
+    let mut contents: Vec<&String> = orders[0].iter().map(|(_, c)| c).collect();
+    contents.sort();
+    contents.dedup();
+    assert_eq!(contents.len(), total, "every message once");
+    for order in &orders[1..] {
+        assert_eq!(order, &orders[0], "every device sees one order");
+    }
+}
+
+#[actix_web::test]
+async fn a_device_that_reconnects_gets_exactly_what_it_missed_then_live_messages() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let mut device = node.ws(&host.token).await;
+    subscribe(&mut device, &thread_id, None).await;
+    assert_eq!(post(&node, &guest, &thread_id, "before").await.0, 201);
+    let (last_seen, _) = next_message(&mut device).await;
+    drop(device);
+
+    let missed = 500;
+    let mut sender = node.ws(&guest.token).await;
+    for i in 0..missed {
+        sender
+            .send(&ClientFrame::PostMessage {
+                id: Some(format!("p{i}")),
+                thread_id: thread_id.clone(),
+                content: format!("missed {i}"),
+                message_type: None,
+                media_url: None,
+            })
+            .await;
+        // Keep at most the allowed ops in flight: wait for each answer.
+        loop {
+            match sender.recv_skipping_heartbeats().await {
+                Some(ServerFrame::Posted { .. }) => break,
+                Some(ServerFrame::Error { message, .. }) => panic!("{message}"),
+                _ => continue,
+            }
+        }
+    }
+    let mut device = node.ws(&host.token).await;
+    // A post racing the reconnect: delivered once, after the replay.
+    let racing = post(&node, &guest, &thread_id, "racing");
+    let (answer, reply) = tokio::join!(racing, subscribe(&mut device, &thread_id, Some(last_seen)));
+    assert_eq!(answer.0, 201);
+    match reply {
+        ServerFrame::Subscribed {
+            resume: Some(resume),
+            ..
+        } => {
+            assert!(!resume.gap_too_large);
+            assert!(resume.replayed >= missed);
+        }
+        other => panic!("expected subscribed, got {other:?}"),
+    }
+    let mut got = Vec::new();
+    for _ in 0..=missed {
+        got.push(next_message(&mut device).await);
+    }
+    let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+    let expected: Vec<u64> = (last_seen + 1..=last_seen + 1 + missed).collect();
+    assert_eq!(seqs, expected, "in order, no gap, no duplicate");
+    let by_content: HashMap<&str, u64> = got.iter().map(|(s, c)| (c.as_str(), *s)).collect();
+    assert!(by_content.contains_key("racing") && by_content.contains_key("missed 499"));
+    assert_eq!(post(&node, &guest, &thread_id, "live").await.0, 201);
+    assert_eq!(next_message(&mut device).await.1, "live");
+
+    // A gap larger than the fast path: told to page through REST.
+    let settings_max = 1000;
+    let mut far = node.ws(&host.token).await;
+    match subscribe(&mut far, &thread_id, Some(0)).await {
+        ServerFrame::Subscribed {
+            resume: Some(resume),
+            ..
+        } => {
+            assert_eq!(resume.gap_too_large, resume.head > settings_max);
+        }
+        other => panic!("expected subscribed, got {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn read_marks_and_edits_reach_the_other_participant() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let mut guest_device = node.ws(&guest.token).await;
+    subscribe(&mut guest_device, &thread_id, None).await;
+    let (_, posted) = post(&node, &guest, &thread_id, "hi").await;
+    let (seq, _) = next_message(&mut guest_device).await;
+    let mut host_device = node.ws(&host.token).await;
+    host_device
+        .send(&ClientFrame::MarkRead {
+            id: Some("r".into()),
+            thread_id: thread_id.clone(),
+            up_to_seq: seq,
+        })
+        .await;
+    loop {
+        match guest_device.recv_skipping_heartbeats().await {
+            Some(ServerFrame::Event(push)) => {
+                if let Event::ReadMarked { user_id, up_to_seq } = push.event {
+                    assert_eq!((user_id, up_to_seq), (host.id.clone(), seq));
+                    break;
+                }
+            }
+            Some(_) => {}
+            None => panic!("ended"),
+        }
+    }
+    let message_id = posted["message"]["id"].as_str().unwrap();
+    let (_, stored) = send(
+        &node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/messages/{message_id}"),
+        &guest.token,
+        None,
+    )
+    .await;
+    assert_eq!(stored["message"]["isRead"], true, "the read mark is stored");
+    host_device
+        .send(&ClientFrame::Typing {
+            id: None,
+            thread_id: thread_id.clone(),
+        })
+        .await;
+    loop {
+        if let Some(ServerFrame::Event(push)) = guest_device.recv_skipping_heartbeats().await {
+            if let Event::Typing { user_id, .. } = push.event {
+                assert_eq!(user_id, host.id);
+                assert_eq!(push.seq, None, "typing is ephemeral");
+                break;
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn reports_are_seen_by_the_reporter_the_sender_and_admins_and_moderated_by_admins() {
+    let node = spawn_node_with(|s| {
+        s.admin_email = Some("mod@example.com".into());
+        s.admin_password = Some(secrecy::SecretString::from("moderator secret".to_owned()));
+    })
+    .await;
+    let (guest, host, outsider) = (node.user().await, node.user().await, node.user().await);
+    let admin = node
+        .log_in_again("mod@example.com", "moderator secret")
+        .await;
+    let thread_id = thread(&node, &guest, &host).await;
+    let (_, posted) = post(&node, &guest, &thread_id, "rude").await;
+    let message_id = posted["message"]["id"].as_str().unwrap();
+    let (status, report) = send(&node, reqwest::Method::POST, "/messaging-api/v1/messagereports",
+        &host.token, Some(json!({"messageId": message_id, "reportReason": "abuse",
+            "reportedBy": host.id, "moderationStatus": "closed", "reportedAt": "2020-01-01T00:00:00Z"}))).await;
+    assert_eq!(status, 201, "{report}");
+    let report = &report["messageReport"];
+    assert_eq!(
+        report["moderationStatus"], "pending",
+        "a report starts pending"
+    );
+    assert_eq!(report["moderationStatus_idx"], 0);
+    let id = report["id"].as_str().unwrap();
+    let path = format!("/messaging-api/v1/messagereports/{id}");
+    for (user, expected) in [(&host, 200), (&guest, 200), (&admin, 200), (&outsider, 404)] {
+        let (status, _) = send(&node, reqwest::Method::GET, &path, &user.token, None).await;
+        assert_eq!(status, expected);
+    }
+    let (status, _) = send(
+        &node,
+        reqwest::Method::PATCH,
+        &path,
+        &host.token,
+        Some(json!({"moderationStatus": "closed"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, moderated) = send(&node, reqwest::Method::PATCH, &path, &admin.token,
+        Some(json!({"moderationStatus": "reviewed", "adminId": admin.id, "resolutionNotes": "warned"}))).await;
+    assert_eq!(status, 200, "{moderated}");
+    assert_eq!(moderated["messageReport"]["moderationStatus"], "reviewed");
+    assert_eq!(moderated["messageReport"]["adminId"], admin.id.as_str());
+    let (status, _) = send(
+        &node,
+        reqwest::Method::PATCH,
+        &path,
+        &admin.token,
+        Some(json!({"moderationStatus": "escalated"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (_, mine) = send(
+        &node,
+        reqwest::Method::GET,
+        "/messaging-api/v1/messagereports",
+        &outsider.token,
+        None,
+    )
+    .await;
+    assert_eq!(mine["rowCount"], 0);
+    let (_, all) = send(
+        &node,
+        reqwest::Method::GET,
+        "/messaging-api/v1/messagereports",
+        &admin.token,
+        None,
+    )
+    .await;
+    assert_eq!(all["rowCount"], 1);
+    let (_, senders) = send(
+        &node,
+        reqwest::Method::GET,
+        "/messaging-api/v1/messagereports",
+        &guest.token,
+        None,
+    )
+    .await;
+    assert_eq!(senders["rowCount"], 1, "the reported sender sees it");
+}
