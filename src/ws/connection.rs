@@ -292,34 +292,34 @@ struct Resumed {
     last: u64,
 }
 
-/// Read what a client that saw the user topic up to `since` missed. Must run after the
-/// connection subscribed to the topic (see the module documentation).
-async fn resume(db: &Db, user_id: &str, since: u64, max: u64) -> Result<Resumed, StoreError> {
-    let head = ledger::feed_head(db, user_id).await?;
-    let reload = |head: u64| Resumed {
-        report: TopicResume {
-            replayed: 0,
-            head,
-            gap_too_large: true,
-        },
-        events: Vec::new(),
-        last: head,
+/// What a client that saw a topic up to `since` missed, given the topic's `head` (read after
+/// the subscription) and a reader of its stored events after `since` (at most `limit`): the
+/// report, and the events `since+1 ..= head`. A gap over `max`, a `since` ahead of the head
+/// (a history the node does not have) or a hole in the store replays nothing and says
+/// `gap_too_large`: the client reloads over REST.
+async fn replay<F, Fut>(
+    since: u64,
+    head: u64,
+    max: u64,
+    read: F,
+) -> Result<(TopicResume, Vec<(u64, Event)>), StoreError>
+where
+    F: FnOnce(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<(u64, Event)>, StoreError>>,
+{
+    let reload = TopicResume {
+        replayed: 0,
+        head,
+        gap_too_large: true,
     };
-    // `since` ahead of the head names a history the node does not have: the client's state
-    // cannot be trusted either, so it reloads.
-    let Some(missed) = head.checked_sub(since) else {
-        return Ok(reload(head));
+    let Some(missed) = head.checked_sub(since).filter(|missed| *missed <= max) else {
+        return Ok((reload, Vec::new()));
     };
-    if missed > max {
-        return Ok(reload(head));
-    }
+    // Up to the head only: later events were committed after the subscription and come live.
     let events = if missed == 0 {
         Vec::new()
     } else {
-        // Up to the head only: later entries were committed after the subscription and come
-        // live.
-        let limit = i64::try_from(missed).unwrap_or(i64::MAX);
-        ledger::feed_after(db, user_id, since, limit).await?
+        read(i64::try_from(missed).unwrap_or(i64::MAX)).await?
     };
     // Exactly since+1 ..= head. Anything else (an entry that did not decode) would be a gap
     // the client could not see, so it reloads instead.
@@ -333,61 +333,7 @@ async fn resume(db: &Db, user_id: &str, since: u64, max: u64) -> Result<Resumed,
             since,
             head,
             read = events.len(),
-            "the user feed has a hole; the client is told to reload"
-        );
-        return Ok(reload(head));
-    }
-    Ok(Resumed {
-        report: TopicResume {
-            replayed: missed,
-            head,
-            gap_too_large: false,
-        },
-        events,
-        last: head,
-    })
-}
-
-/// Read what a client that saw a thread up to `since` missed: the report for `subscribed`
-/// and the events `since+1 ..= head`. Must run after the subscription (see the module
-/// documentation); the head is the thread's latest sequence number at the read.
-async fn resume_thread(
-    db: &Db,
-    thread_id: &str,
-    since: u64,
-    max: u64,
-) -> Result<(TopicResume, Vec<(u64, Event)>), StoreError> {
-    let head = conversations::thread(db, thread_id)
-        .await?
-        .map_or(0, |t| u64::try_from(t.last_seq).unwrap_or_default());
-    let reload = TopicResume {
-        replayed: 0,
-        head,
-        gap_too_large: true,
-    };
-    let Some(missed) = head.checked_sub(since) else {
-        return Ok((reload, Vec::new()));
-    };
-    if missed > max {
-        return Ok((reload, Vec::new()));
-    }
-    let events = if missed == 0 {
-        Vec::new()
-    } else {
-        let limit = i64::try_from(missed).unwrap_or(i64::MAX);
-        conversations::events_after(db, thread_id, since, limit).await?
-    };
-    let complete = events.len() as u64 == missed
-        && events
-            .iter()
-            .zip(since + 1..)
-            .all(|((seq, _), expected)| *seq == expected);
-    if !complete {
-        tracing::error!(
-            since,
-            head,
-            read = events.len(),
-            "a thread's events have a hole"
+            "stored events have a hole; the client is told to reload"
         );
         return Ok((reload, Vec::new()));
     }
@@ -397,6 +343,38 @@ async fn resume_thread(
         gap_too_large: false,
     };
     Ok((report, events))
+}
+
+/// Read what a client that saw the user topic up to `since` missed. Must run after the
+/// connection subscribed to the topic (see the module documentation).
+async fn resume(db: &Db, user_id: &str, since: u64, max: u64) -> Result<Resumed, StoreError> {
+    let head = ledger::feed_head(db, user_id).await?;
+    let (report, events) = replay(since, head, max, |limit| {
+        ledger::feed_after(db, user_id, since, limit)
+    })
+    .await?;
+    Ok(Resumed {
+        report,
+        events,
+        last: head,
+    })
+}
+
+/// Read what a client that saw a thread up to `since` missed. Must run after the
+/// subscription; the head is the thread's latest sequence number at the read.
+async fn resume_thread(
+    db: &Db,
+    thread_id: &str,
+    since: u64,
+    max: u64,
+) -> Result<(TopicResume, Vec<(u64, Event)>), StoreError> {
+    let head = conversations::thread(db, thread_id)
+        .await?
+        .map_or(0, |t| u64::try_from(t.last_seq).unwrap_or_default());
+    replay(since, head, max, |limit| {
+        conversations::events_after(db, thread_id, since, limit)
+    })
+    .await
 }
 
 /// Wait for an `auth` frame. On failure the session is closed here and `None` returned. The

@@ -24,6 +24,8 @@ pub struct TestNode {
     pub faults: Faults,
     /// The node's own database, for invariant checks straight from the ledger.
     pub database_url: String,
+    /// Where the node keeps its files (its token signing key).
+    pub data_dir: std::path::PathBuf,
     pub stopped: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
 }
@@ -79,6 +81,7 @@ pub async fn spawn_node_with(tweak: impl FnOnce(&mut Settings)) -> TestNode {
 /// Start a node with exactly these settings.
 pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestNode {
     let database_url = settings.database_url.clone();
+    let data_dir = settings.data_dir.clone();
     let app = Application::build(settings).await.expect("node starts");
     let port = app.port();
     let faults = app.faults();
@@ -94,6 +97,7 @@ pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestNode {
         shutdown,
         faults,
         database_url,
+        data_dir,
         stopped,
         _dir: dir,
     }

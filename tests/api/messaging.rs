@@ -781,3 +781,124 @@ async fn reports_are_seen_by_the_reporter_the_sender_and_admins_and_moderated_by
     .await;
     assert_eq!(senders["rowCount"], 1, "the reported sender sees it");
 }
+
+/// With Redis, a message committed on one node reaches the participants connected to
+/// another node that shares its database. Runs when `TEST_REDIS_URL` is set (CI's backend
+/// run); without Redis each node's bus is its own, and there is nothing to carry it across.
+#[actix_web::test]
+async fn a_message_posted_on_one_node_reaches_devices_on_another() {
+    if std::env::var("TEST_REDIS_URL").is_err() {
+        return;
+    }
+    let first = spawn_node().await;
+    let shared = first.database_url.clone();
+    let second = spawn_node_with(|s| {
+        s.database_url = shared;
+        s.token_key_file = Some(first_key(&first));
+    })
+    .await;
+    let (guest, host) = (first.user().await, first.user().await);
+    let thread_id = thread(&first, &guest, &host).await;
+    let mut remote = second.ws(&host.token).await;
+    assert!(matches!(
+        subscribe(&mut remote, &thread_id, None).await,
+        ServerFrame::Subscribed { .. }
+    ));
+    for i in 0..20 {
+        assert_eq!(
+            post(&first, &guest, &thread_id, &format!("n{i}")).await.0,
+            201
+        );
+    }
+    for i in 0..20 {
+        assert_eq!(next_message(&mut remote).await, (i + 1, format!("n{i}")));
+    }
+}
+
+/// The first node's token key, so the second node accepts the same tokens.
+fn first_key(node: &TestNode) -> std::path::PathBuf {
+    node.data_dir.join("token-signing-key.pem")
+}
+
+/// A device that stops reading a busy thread is closed with 4008; the other devices get
+/// every message.
+#[actix_web::test]
+async fn a_slow_thread_subscriber_is_closed_and_the_others_get_everything() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let node = spawn_node_with(|s| s.ws_send_queue_max = 8).await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let mut calm = node.ws(&guest.token).await;
+    subscribe(&mut calm, &thread_id, None).await;
+    // The host's second device: a tiny receive buffer, subscribed, then never read.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = node.address.trim_start_matches("http://").to_owned();
+    let tcp = socket.connect(address.parse().unwrap()).await.unwrap();
+    let url = format!("{}?access_token={}", node.ws_address, host.token);
+    let (mut slow, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
+        .await
+        .unwrap();
+    let subscribe_frame =
+        format!("{{\"op\":\"subscribe\",\"id\":\"s\",\"topic\":\"thread:{thread_id}\"}}");
+    slow.send(WsMessage::text(subscribe_frame)).await.unwrap();
+    loop {
+        match slow.next().await {
+            Some(Ok(WsMessage::Text(text))) if text.contains("subscribed") => break,
+            Some(Ok(_)) => {}
+            other => panic!("expected subscribed, got {other:?}"),
+        }
+    }
+    // More than the kernel buffers between the node and the stalled reader hold.
+    let big = "x".repeat(9_900);
+    let total = 800;
+    let posting = async {
+        let batches: Vec<Vec<usize>> = (0..total)
+            .collect::<Vec<_>>()
+            .chunks(8)
+            .map(<[usize]>::to_vec)
+            .collect();
+        for batch in batches {
+            let answers = futures_util::future::join_all(batch.iter().map(|i| {
+                let content = format!("{i} {big}");
+                let (node, host, thread_id) = (&node, &host, &thread_id);
+                async move { post(node, host, thread_id, &content).await.0 }
+            }))
+            .await;
+            assert!(answers.iter().all(|s| *s == 201), "{answers:?}");
+        }
+    };
+    let reading = async {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..total {
+            let (seq, content) = next_message(&mut calm).await;
+            assert_eq!(seq, i as u64 + 1, "in order, no gap");
+            assert!(seen.insert(content.split(' ').next().unwrap_or("").to_owned()));
+        }
+        seen.len()
+    };
+    let ((), received) = tokio::join!(posting, reading);
+    assert_eq!(received, total, "the calm device got every message once");
+    // The stalled device is cut off: its close frame (4008) may not get through the full
+    // buffers before the node gives up on it and drops the connection.
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(20), slow.next()).await {
+            Ok(Some(Ok(WsMessage::Close(frame)))) => {
+                assert_eq!(
+                    frame.map(|f| u16::from(f.code)),
+                    Some(protocol::close::SLOW_CONSUMER)
+                );
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => break,
+            Err(_) => panic!("the stalled device was never disconnected"),
+        }
+    }
+    let metrics = node.metrics().await;
+    assert!(
+        metrics.contains("node_ws_closed_total{code=\"4008\"} 1"),
+        "{metrics}"
+    );
+}
