@@ -13,6 +13,7 @@ pub mod journal;
 pub mod ledger;
 pub mod locations;
 pub mod merchants;
+pub mod notifications;
 pub mod sessions;
 pub mod users;
 
