@@ -11,6 +11,7 @@ pub mod bus;
 pub mod config;
 pub mod fanout;
 pub mod metrics;
+pub mod notify;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

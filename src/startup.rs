@@ -29,6 +29,7 @@ use crate::bus::Hub;
 use crate::config::Settings;
 use crate::fanout::Fanout;
 use crate::metrics::Metrics;
+use crate::notify::{self, Notifier};
 use crate::store::journal::SqlJournal;
 use crate::store::Db;
 use crate::wallets::Wallets;
@@ -133,6 +134,10 @@ impl Application {
             Arc::clone(&bus),
             Arc::clone(&metrics),
         );
+        let notifier = Arc::new(Notifier::new(
+            db.clone(),
+            notify::provider_for(settings.push_provider),
+        ));
         let state = web::Data::new(AppState {
             settings: Arc::clone(&settings),
             node_id,
@@ -142,6 +147,7 @@ impl Application {
             metrics,
             gateway,
             wallets,
+            notifier,
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

@@ -18,6 +18,7 @@ use crate::auth::Auth;
 use crate::bus::Hub;
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::store::Db;
 use crate::wallets::Wallets;
 use crate::ws::Gateway;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub gateway: Arc<Gateway>,
     pub wallets: Arc<Wallets>,
+    /// Pushes notifications to users' devices.
+    pub notifier: Arc<Notifier>,
 }
 
 /// When the request arrived, for `elapsedMs` in envelopes.
