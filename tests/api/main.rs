@@ -15,6 +15,7 @@ mod evergreen_history;
 mod evergreen_merchant;
 mod health;
 mod journal;
+mod notification;
 mod pavillion;
 mod wallet_races;
 mod ws;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod envelope;
 pub mod error;
+pub mod notification;
 
 use actix_web::web;
 use utoipa_actix_web::scope;
@@ -47,6 +48,16 @@ pub fn configure(cfg: &mut ServiceConfig<'_>, body_bytes_max: usize) {
                 .service(auth::publickey)
                 .service(auth::relogin);
         }
+        if service == "notification" {
+            mounted = mounted
+                .service(notification::register_device)
+                .service(notification::unregister_device)
+                .service(notification::list_notifications)
+                .service(notification::send_notification)
+                .service(notification::mark_seen);
+        }
         cfg.service(mounted);
     }
+    // Outside the service's mount: an operator's view, beside the other `/admin` routes.
+    cfg.service(notification::push_deliveries);
 }
