@@ -17,6 +17,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// The push provider notifications are delivered through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PushProviderKind {
+    /// Sends nothing; records every push in memory (the last 10 000) and in
+    /// `push_deliveries`, for development and tests.
+    Recording,
+}
+
 /// Every setting of the node.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -188,6 +196,10 @@ pub struct Settings {
     )]
     pub facebook_graph_url: String,
 
+    /// The provider that pushes notifications to devices (`recording` is the only one built in).
+    #[arg(long, env = "PUSH_PROVIDER", value_enum, default_value_t = PushProviderKind::Recording)]
+    pub push_provider: PushProviderKind,
+
     /// Seconds to finish in-flight work at shutdown before closing anyway.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -254,6 +266,7 @@ impl Settings {
             evergreen_client_version_min: "0".into(),
             evergreen_upgrade_url: "https://example.invalid/upgrade".into(),
             facebook_graph_url: "https://graph.facebook.com".into(),
+            push_provider: PushProviderKind::Recording,
             shutdown_grace_secs: 10,
             log_format: LogFormat::Pretty,
         }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod conversations;
 pub mod fanout;
 pub mod metrics;
+pub mod notify;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -30,6 +30,7 @@ use crate::config::Settings;
 use crate::conversations::Conversations;
 use crate::fanout::Fanout;
 use crate::metrics::Metrics;
+use crate::notify::{self, Notifier};
 use crate::store::journal::SqlJournal;
 use crate::store::Db;
 use crate::wallets::Wallets;
@@ -140,6 +141,10 @@ impl Application {
             Arc::clone(&bus),
             Arc::clone(&metrics),
         );
+        let notifier = Arc::new(Notifier::new(
+            db.clone(),
+            notify::provider_for(settings.push_provider),
+        ));
         let state = web::Data::new(AppState {
             settings: Arc::clone(&settings),
             node_id,
@@ -150,6 +155,7 @@ impl Application {
             gateway,
             wallets,
             conversations,
+            notifier,
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

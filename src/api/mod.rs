@@ -19,6 +19,7 @@ use crate::bus::Hub;
 use crate::config::Settings;
 use crate::conversations::Conversations;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::store::Db;
 use crate::wallets::Wallets;
 use crate::ws::Gateway;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub wallets: Arc<Wallets>,
     pub conversations: Arc<Conversations>,
+    /// Pushes notifications to users' devices.
+    pub notifier: Arc<Notifier>,
 }
 
 /// When the request arrived, for `elapsedMs` in envelopes.

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod ledger;
 pub mod locations;
 pub mod merchants;
+pub mod notifications;
 pub mod sessions;
 pub mod users;
 

@@ -16,6 +16,7 @@ mod evergreen_merchant;
 mod health;
 mod journal;
 mod messaging;
+mod notification;
 mod pavillion;
 mod wallet_races;
 mod ws;

@@ -6,6 +6,7 @@ pub mod envelope;
 pub mod error;
 pub mod messaging;
 pub mod query;
+pub mod notification;
 
 use actix_web::web;
 use utoipa_actix_web::scope;
@@ -67,6 +68,16 @@ pub fn configure(cfg: &mut ServiceConfig<'_>, body_bytes_max: usize) {
                 .service(messaging::list_reports)
                 .service(messaging::update_report);
         }
+        if service == "notification" {
+            mounted = mounted
+                .service(notification::register_device)
+                .service(notification::unregister_device)
+                .service(notification::list_notifications)
+                .service(notification::send_notification)
+                .service(notification::mark_seen);
+        }
         cfg.service(mounted);
     }
+    // Outside the service's mount: an operator's view, beside the other `/admin` routes.
+    cfg.service(notification::push_deliveries);
 }

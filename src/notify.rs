@@ -1,0 +1,192 @@
+//! Push delivery: a [`PushProvider`] sends one notification to one device; the [`Notifier`]
+//! sends a stored notification to every active device of its user and records each push in
+//! `push_deliveries`.
+//!
+//! Whether to push at all (say, only to users who are not online) is the caller's decision:
+//! the notifier pushes when asked.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::PushProviderKind;
+use crate::store::notifications::{self, DeliveryStatus};
+pub use crate::store::notifications::{Device, Notification};
+use crate::store::Db;
+
+/// Most active devices one user may have registered.
+pub const DEVICES_PER_USER_MAX: i64 = 20;
+
+/// How long one push may take before it counts as failed.
+pub const PUSH_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deliveries the [`RecordingProvider`] keeps; the oldest are dropped beyond it.
+pub const RECORDED_DELIVERIES_MAX: usize = 10_000;
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The provider refused this push (a bad token, a payload it does not take).
+    #[error("the provider refused the push: {0}")]
+    Rejected(String),
+    /// The provider could not be reached or failed; a later push may work.
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A push service (APNs, FCM, Web Push, or the built-in recorder).
+#[async_trait]
+pub trait PushProvider: Send + Sync {
+    /// The name written in `push_deliveries.provider`.
+    fn name(&self) -> &'static str;
+    /// Push one notification to one device. Implementations must not log the device's token.
+    async fn send(&self, device: &Device, notification: &Notification) -> Result<(), PushError>;
+}
+
+/// One push the [`RecordingProvider`] accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedPush {
+    pub device_id: String,
+    pub notification_id: String,
+}
+
+/// A provider that sends nothing and remembers the last [`RECORDED_DELIVERIES_MAX`] pushes,
+/// for development and tests.
+#[derive(Debug, Default)]
+pub struct RecordingProvider {
+    recorded: Mutex<VecDeque<RecordedPush>>,
+}
+
+impl RecordingProvider {
+    pub fn new() -> Self {
+        RecordingProvider::default()
+    }
+
+    /// The recorded pushes, oldest first.
+    pub fn recorded(&self) -> Vec<RecordedPush> {
+        match self.recorded.lock() {
+            Ok(recorded) => recorded.iter().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl PushProvider for RecordingProvider {
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+
+    async fn send(&self, device: &Device, notification: &Notification) -> Result<(), PushError> {
+        let mut recorded = match self.recorded.lock() {
+            Ok(recorded) => recorded,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if recorded.len() >= RECORDED_DELIVERIES_MAX {
+            recorded.pop_front();
+        }
+        recorded.push_back(RecordedPush {
+            device_id: device.id.clone(),
+            notification_id: notification.id.clone(),
+        });
+        Ok(())
+    }
+}
+
+/// The provider a setting names.
+pub fn provider_for(kind: PushProviderKind) -> Arc<dyn PushProvider> {
+    match kind {
+        PushProviderKind::Recording => Arc::new(RecordingProvider::new()),
+    }
+}
+
+/// Sends stored notifications to their users' devices.
+pub struct Notifier {
+    db: Db,
+    provider: Arc<dyn PushProvider>,
+}
+
+impl Notifier {
+    pub fn new(db: Db, provider: Arc<dyn PushProvider>) -> Self {
+        Notifier { db, provider }
+    }
+
+    /// The provider pushes go through.
+    pub fn provider(&self) -> &Arc<dyn PushProvider> {
+        &self.provider
+    }
+
+    /// Push the notification to every active device of its user (at most
+    /// [`DEVICES_PER_USER_MAX`]) and record one `push_deliveries` row per device. Each push
+    /// is claimed before it is sent, so a notification reaches a device at most once however
+    /// often (or concurrently) this is called; a failed push stays failed. Failures are
+    /// logged, never returned: the notification itself is already stored.
+    #[tracing::instrument(skip(self))]
+    pub async fn deliver(&self, notification_id: &str) {
+        let notification = match notifications::by_id(&self.db, notification_id).await {
+            Ok(Some(notification)) => notification,
+            Ok(None) => {
+                tracing::warn!("deliver: no such notification");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, "deliver: reading the notification failed");
+                return;
+            }
+        };
+        let devices = match notifications::active_devices(
+            &self.db,
+            &notification.user_id,
+            DEVICES_PER_USER_MAX,
+        )
+        .await
+        {
+            Ok(devices) => devices,
+            Err(error) => {
+                tracing::error!(%error, "deliver: reading the devices failed");
+                return;
+            }
+        };
+        for device in &devices {
+            self.push(device, &notification).await;
+        }
+    }
+
+    async fn push(&self, device: &Device, notification: &Notification) {
+        let delivery_id = uuid::Uuid::now_v7().to_string();
+        let claimed = notifications::claim_delivery(
+            &self.db,
+            &delivery_id,
+            &notification.id,
+            &device.id,
+            self.provider.name(),
+        )
+        .await;
+        match claimed {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                tracing::error!(%error, device_id = %device.id, "deliver: claiming the push failed");
+                return;
+            }
+        }
+        let sent =
+            tokio::time::timeout(PUSH_SEND_TIMEOUT, self.provider.send(device, notification)).await;
+        let status = match sent {
+            Ok(Ok(())) => DeliveryStatus::Sent,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, device_id = %device.id, "push failed");
+                DeliveryStatus::Failed
+            }
+            Err(_) => {
+                tracing::warn!(device_id = %device.id, "push timed out");
+                DeliveryStatus::Failed
+            }
+        };
+        if let Err(error) = notifications::finish_delivery(&self.db, &delivery_id, status).await {
+            tracing::error!(%error, device_id = %device.id, "deliver: recording the push failed");
+        }
+    }
+}
