@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use protocol::Push;
 
 use crate::bus::Hub;
+use crate::notify::OfflinePush;
+use crate::store::notifications::NewNotification;
 use crate::ws::{thread_topic, user_topic};
 
 /// The journal's event sink.
@@ -18,6 +20,8 @@ pub struct Fanout {
     pub bus: Arc<Hub>,
     /// Set once the wallet registry exists (it needs the journal, which needs this sink).
     pub wallets: OnceLock<Registry<Wallet, DomainEvent>>,
+    /// Set once the gateway and the notifier exist: pushes to users who are offline.
+    pub offline: OnceLock<OfflinePush>,
 }
 
 impl Fanout {
@@ -25,6 +29,7 @@ impl Fanout {
         Fanout {
             bus,
             wallets: OnceLock::new(),
+            offline: OnceLock::new(),
         }
     }
 
@@ -47,6 +52,25 @@ impl Fanout {
                 version: *version,
             }),
         );
+    }
+
+    /// A stored notification: an ephemeral `notification` push to the user's live
+    /// connections, and the push provider for a user with none on this node.
+    async fn notify(&self, notification: NewNotification) {
+        self.publish(Push {
+            topic: user_topic(&notification.user_id),
+            seq: None,
+            event: protocol::Event::Notification {
+                notification_id: notification.id.clone(),
+                notification_kind: notification.kind,
+                title: notification.title,
+                body: notification.body,
+            },
+        })
+        .await;
+        if let Some(offline) = self.offline.get() {
+            offline.push_if_offline(&notification.user_id, &notification.id);
+        }
     }
 
     async fn publish(&self, push: Push) {
@@ -78,6 +102,9 @@ impl EventSink<DomainEvent> for Fanout {
     async fn committed(&self, batch: Vec<Committed<DomainEvent>>) {
         for committed in batch {
             for event in committed.events {
+                if let Some(notification) = crate::notify::of_event(&event) {
+                    self.notify(notification).await;
+                }
                 match event {
                     DomainEvent::Wallet(Event::Feed(entry)) => {
                         self.publish(Push {

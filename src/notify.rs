@@ -11,7 +11,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use actors::DomainEvent;
+use tokio::sync::Semaphore;
+
 use crate::config::PushProviderKind;
+use crate::store::notifications::NewNotification;
 use crate::store::notifications::{self, DeliveryStatus};
 pub use crate::store::notifications::{Device, Notification};
 use crate::store::Db;
@@ -188,5 +192,110 @@ impl Notifier {
         if let Err(error) = notifications::finish_delivery(&self.db, &delivery_id, status).await {
             tracing::error!(%error, device_id = %device.id, "deliver: recording the push failed");
         }
+    }
+}
+
+/// The longest notification body made from a message.
+const PREVIEW_CHARS_MAX: usize = 200;
+
+/// The notification a committed event makes for a user, if any: a new message for the other
+/// participant, a payment request for its payor. Written in the same journal batch as the
+/// event (so it exists exactly when the event does) and pushed after commit. Its id comes
+/// from the event's own (`msg-<message id>`, `req-<transaction id>`), so both places name
+/// the same row.
+pub fn of_event(event: &DomainEvent) -> Option<NewNotification> {
+    match event {
+        DomainEvent::Conversation(event) => {
+            let actors::conversation::Change::Posted(message) = &event.change else {
+                return None;
+            };
+            let recipient = if message.sender_id == event.guest_id {
+                &event.host_id
+            } else {
+                &event.guest_id
+            };
+            Some(NewNotification {
+                id: format!("msg-{}", message.id),
+                user_id: recipient.clone(),
+                kind: "message".into(),
+                title: "New message".into(),
+                body: message.content.chars().take(PREVIEW_CHARS_MAX).collect(),
+                data: serde_json::json!({
+                    "threadId": message.thread_id,
+                    "messageId": message.id,
+                    "senderId": message.sender_id,
+                    "seq": message.seq,
+                }),
+                created_at: message.sent_at_ms,
+            })
+        }
+        DomainEvent::Wallet(actors::wallet::Event::RequestOpened(request)) => {
+            Some(NewNotification {
+                id: format!("req-{}", request.transaction_id),
+                user_id: request.payor.clone(),
+                kind: "payment_request".into(),
+                title: "Payment request".into(),
+                body: format!("{}: {}", request.money, request.description)
+                    .chars()
+                    .take(PREVIEW_CHARS_MAX)
+                    .collect(),
+                data: serde_json::json!({
+                    "transactionId": request.transaction_id,
+                    "payee": request.payee,
+                    "amount": request.money.amount().to_string(),
+                    "currency": request.money.currency().code(),
+                }),
+                created_at: request.at_ms,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Pushes made while a batch's events fan out, run off the journal writer.
+const OFFLINE_PUSHES_IN_FLIGHT_MAX: usize = 64;
+
+/// After commit: a notification for a user with no live connection on this node goes to
+/// their devices through the push provider, off the journal writer. At most
+/// [`OFFLINE_PUSHES_IN_FLIGHT_MAX`] run at once; beyond that a push is skipped and logged (the
+/// notification stays stored and listed).
+pub struct OfflinePush {
+    gateway: Arc<crate::ws::Gateway>,
+    notifier: Arc<Notifier>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl OfflinePush {
+    pub fn new(gateway: Arc<crate::ws::Gateway>, notifier: Arc<Notifier>) -> Self {
+        OfflinePush {
+            gateway,
+            notifier,
+            in_flight: Arc::new(Semaphore::new(OFFLINE_PUSHES_IN_FLIGHT_MAX)),
+        }
+    }
+
+    /// True when the user has a live connection on this node.
+    pub fn is_online(&self, user_id: &str) -> bool {
+        self.gateway.is_connected(user_id)
+    }
+
+    /// Push a stored notification to the user's devices, unless they are online.
+    pub fn push_if_offline(&self, user_id: &str, notification_id: &str) {
+        if self.is_online(user_id) {
+            return;
+        }
+        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            tracing::warn!(
+                notification_id,
+                "too many pushes in flight; this one is skipped"
+            );
+            return;
+        };
+        let notifier = Arc::clone(&self.notifier);
+        let id = notification_id.to_owned();
+        tokio::spawn(async move {
+            notifier.deliver(&id).await;
+            drop(permit);
+        });
     }
 }

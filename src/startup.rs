@@ -145,6 +145,16 @@ impl Application {
             db.clone(),
             notify::provider_for(settings.push_provider),
         ));
+        if fanout
+            .offline
+            .set(notify::OfflinePush::new(
+                Arc::clone(&gateway),
+                Arc::clone(&notifier),
+            ))
+            .is_err()
+        {
+            anyhow::bail!("the notifier was wired twice");
+        }
         let state = web::Data::new(AppState {
             settings: Arc::clone(&settings),
             node_id,

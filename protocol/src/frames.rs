@@ -379,6 +379,15 @@ pub enum Event {
     },
     /// A participant is typing (ephemeral).
     Typing { thread_id: String, user_id: String },
+    /// A notification was stored for the user (ephemeral here: the notification itself is
+    /// listed by `GET /notification-api/notifications`).
+    Notification {
+        notification_id: String,
+        /// `message` or `payment_request` (`announcement` for ones an admin sent).
+        notification_kind: String,
+        title: String,
+        body: String,
+    },
 }
 
 /// A message of a thread, as pushed and as answered to `post_message`.

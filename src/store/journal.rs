@@ -154,7 +154,7 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
 }
 
 /// Borrow a transaction as the engine-neutral [`Tx`].
-trait ToTx {
+pub trait ToTx {
     fn tx(&mut self) -> Tx<'_>;
 }
 
@@ -170,6 +170,6 @@ impl ToTx for sqlx::Transaction<'_, sqlx::Postgres> {
     }
 }
 
-fn to_tx<T: ToTx>(tx: &mut T) -> Tx<'_> {
+pub fn to_tx<T: ToTx>(tx: &mut T) -> Tx<'_> {
     tx.tx()
 }

@@ -20,13 +20,21 @@ use crate::{on_db, on_tx};
 const REQUESTS_LOADED_MAX: i64 = 10_000;
 
 impl Persist for actors::DomainEvent {
-    fn persist<'a>(&'a self, tx: Tx<'a>) -> BoxFuture<'a, Result<(), sqlx::Error>> {
-        match self {
-            actors::DomainEvent::Wallet(event) => persist_wallet(event, tx).boxed(),
-            actors::DomainEvent::Conversation(event) => {
-                super::conversations::persist(event, tx).boxed()
+    fn persist<'a>(&'a self, mut tx: Tx<'a>) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        async move {
+            match self {
+                actors::DomainEvent::Wallet(event) => persist_wallet(event, tx.reborrow()).await?,
+                actors::DomainEvent::Conversation(event) => {
+                    super::conversations::persist(event, tx.reborrow()).await?;
+                }
             }
+            // The notification an event makes is stored with it (see `notify::of_event`).
+            if let Some(notification) = crate::notify::of_event(self) {
+                super::notifications::insert(tx, &notification).await?;
+            }
+            Ok(())
         }
+        .boxed()
     }
 }
 

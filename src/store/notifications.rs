@@ -162,23 +162,6 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// Borrow a running transaction as the engine-neutral [`Tx`].
-trait AsTx {
-    fn as_tx(&mut self) -> Tx<'_>;
-}
-
-impl AsTx for sqlx::Transaction<'_, sqlx::Sqlite> {
-    fn as_tx(&mut self) -> Tx<'_> {
-        Tx::Sqlite(&mut *self)
-    }
-}
-
-impl AsTx for sqlx::Transaction<'_, sqlx::Postgres> {
-    fn as_tx(&mut self) -> Tx<'_> {
-        Tx::Postgres(&mut *self)
-    }
-}
-
 /// Register a device for its user, in one transaction serialised per user (SQLite's write
 /// lock; a row lock on the user on PostgreSQL), so the limit holds under concurrency:
 /// the user's active device with the same token is returned as it is; otherwise, with fewer
@@ -348,7 +331,7 @@ pub async fn create_all(
             return Ok(Err(unknown));
         }
         for n in new {
-            insert(tx.as_tx(), n).await?;
+            insert(super::journal::to_tx(&mut tx), n).await?;
         }
         tx.commit().await?;
         Ok(new

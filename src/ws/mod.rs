@@ -93,6 +93,11 @@ impl Gateway {
         self.shutdown.cancel();
     }
 
+    /// True when the user has a connection open on this node.
+    pub fn is_connected(&self, user_id: &str) -> bool {
+        self.per_user.contains_key(user_id)
+    }
+
     /// Open connections on this node.
     pub fn connections(&self) -> usize {
         self.per_user.iter().map(|e| *e.value()).sum()

@@ -791,3 +791,147 @@ async fn concurrent_registrations_keep_the_limit_and_one_device_per_token() {
     ids.dedup();
     assert_eq!(ids.len(), 1, "{ids:?}");
 }
+
+/// Wait until the user has `count` push deliveries: pushes run off the journal writer, after
+/// the commit that created the notification. Bounded by the tests' wait.
+async fn deliveries_reach(svc: &Svc, user: &TestUser, count: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + crate::helpers::WAIT;
+    loop {
+        let deliveries = svc.deliveries(user).await;
+        if deliveries.len() >= count || tokio::time::Instant::now() > deadline {
+            return deliveries;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn message_thread(svc: &Svc, guest: &TestUser, host: &TestUser) -> String {
+    let (status, _, body) = svc
+        .call(
+            Method::POST,
+            "/messaging-api/v1/messagethreads",
+            Some(&guest.token),
+            Some(&json!({"guestId": guest.id, "hostId": host.id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["messageThread"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn post_message(svc: &Svc, from: &TestUser, thread_id: &str, content: &str) -> String {
+    let (status, _, body) = svc
+        .call(
+            Method::POST,
+            "/messaging-api/v1/messages",
+            Some(&from.token),
+            Some(&json!({"threadId": thread_id, "content": content})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["message"]["id"].as_str().unwrap().to_owned()
+}
+
+#[actix_web::test]
+async fn a_message_to_an_offline_user_is_a_notification_pushed_to_their_devices() {
+    let svc = svc().await;
+    let (guest, host) = (svc.node.user().await, svc.node.user().await);
+    let device = svc.device_id(&host, &push_token()).await;
+    let thread_id = message_thread(&svc, &guest, &host).await;
+    let message_id = post_message(&svc, &guest, &thread_id, "Is May free?").await;
+
+    let (status, list) = svc.list(&host, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let notification = &list["notifications"][0];
+    assert_eq!(notification["kind"], "message", "{list}");
+    assert_eq!(notification["body"], "Is May free?");
+    assert_eq!(notification["data"]["threadId"], thread_id.as_str());
+    assert_eq!(notification["data"]["messageId"], message_id.as_str());
+    let (_, senders) = svc.list(&guest, "").await;
+    assert_eq!(
+        senders["rowCount"], 0,
+        "the sender is not notified of their own message"
+    );
+
+    let deliveries = deliveries_reach(&svc, &host, 1).await;
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    assert_eq!(deliveries[0]["deviceId"], device.as_str());
+    assert_eq!(deliveries[0]["notificationId"], notification["id"]);
+}
+
+#[actix_web::test]
+async fn a_user_online_gets_the_notification_live_and_no_push() {
+    let svc = svc().await;
+    let (guest, host, away) = (
+        svc.node.user().await,
+        svc.node.user().await,
+        svc.node.user().await,
+    );
+    svc.device_id(&host, &push_token()).await;
+    svc.device_id(&away, &push_token()).await;
+    let mut online = svc.node.ws(&host.token).await;
+    let thread_id = message_thread(&svc, &guest, &host).await;
+    post_message(&svc, &guest, &thread_id, "are you there?").await;
+    loop {
+        match online.recv_skipping_heartbeats().await {
+            Some(protocol::ServerFrame::Event(push)) => {
+                if let protocol::Event::Notification {
+                    notification_kind,
+                    body,
+                    ..
+                } = push.event
+                {
+                    assert_eq!(
+                        (notification_kind.as_str(), body.as_str()),
+                        ("message", "are you there?")
+                    );
+                    assert_eq!(push.seq, None);
+                    break;
+                }
+            }
+            Some(_) => {}
+            None => panic!("the connection ended"),
+        }
+    }
+    // A later push to someone offline has gone out; the online user's never did.
+    let other = message_thread(&svc, &guest, &away).await;
+    post_message(&svc, &guest, &other, "later").await;
+    assert_eq!(deliveries_reach(&svc, &away, 1).await.len(), 1);
+    assert!(
+        svc.deliveries(&host).await.is_empty(),
+        "an online user gets no push"
+    );
+}
+
+#[actix_web::test]
+async fn a_payment_request_notifies_its_payor() {
+    let svc = svc().await;
+    let (payee, payor) = (svc.node.user().await, svc.node.user().await);
+    let mut device = svc.node.ws(&payee.token).await;
+    device
+        .send(&protocol::ClientFrame::RequestPayment {
+            id: Some("req-1".into()),
+            payor: format!("user:{}", payor.id),
+            amount: "12".into(),
+            currency: None,
+            description: "tickets".into(),
+        })
+        .await;
+    let transaction_id = loop {
+        match device.recv_skipping_heartbeats().await {
+            Some(protocol::ServerFrame::Wallet(answer)) => {
+                assert_eq!(answer.status, "success", "{answer:?}");
+                break answer.transaction_id.unwrap();
+            }
+            Some(_) => {}
+            None => panic!("the connection ended"),
+        }
+    };
+    let (_, list) = svc.list(&payor, "").await;
+    let notification = &list["notifications"][0];
+    assert_eq!(notification["kind"], "payment_request", "{list}");
+    assert_eq!(
+        notification["data"]["transactionId"],
+        transaction_id.as_str()
+    );
+    assert_eq!(notification["data"]["amount"], "12.00");
+}

@@ -5,8 +5,8 @@ pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod messaging;
-pub mod query;
 pub mod notification;
+pub mod query;
 
 use actix_web::web;
 use utoipa_actix_web::scope;
