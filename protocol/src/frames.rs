@@ -379,6 +379,20 @@ pub enum Event {
     },
     /// A participant is typing (ephemeral).
     Typing { thread_id: String, user_id: String },
+    /// A participant started (`online: true`) or stopped watching the thread: their first
+    /// connection subscribed to it, or their last one left (ephemeral).
+    Presence {
+        thread_id: String,
+        user_id: String,
+        online: bool,
+    },
+    /// A thread the user takes part in was created (ephemeral, on both participants' user
+    /// topics): subscribe to `thread:<thread_id>` to follow it.
+    ThreadCreated {
+        thread_id: String,
+        guest_id: String,
+        host_id: String,
+    },
     /// A notification was stored for the user (ephemeral here: the notification itself is
     /// listed by `GET /notification-api/notifications`).
     Notification {

@@ -585,9 +585,11 @@ pub(super) async fn run(
         sink,
         topics: HashSet::from([own_topic]),
         wallet_ops: Arc::new(Semaphore::new(wallet_ops::WALLET_OPS_IN_FLIGHT_MAX)),
+        watched: HashSet::new(),
     };
     reader.run(&mut stream, &done).await;
     gateway.bus.unsubscribe_all(subscriber).await;
+    reader.leave_threads().await;
     drop(reader);
     let _ = writer.await;
 }
@@ -606,6 +608,8 @@ struct Reader {
     topics: HashSet<String>,
     /// Permits for wallet ops in flight on this connection.
     wallet_ops: Arc<Semaphore>,
+    /// Threads this connection watches as a participant (for presence).
+    watched: HashSet<String>,
 }
 
 impl Reader {
@@ -720,6 +724,11 @@ impl Reader {
                 } else if self.topics.remove(&topic) {
                     self.gateway.bus.unsubscribe(&topic, self.subscriber).await;
                     self.queue(Outbound::Forget(topic.clone()));
+                    if let Some(thread_id) = topic.strip_prefix("thread:") {
+                        if self.watched.remove(thread_id) {
+                            self.gateway.unwatch(thread_id, &self.user_id).await;
+                        }
+                    }
                     self.reply(ServerFrame::Unsubscribed { id, topic });
                 } else {
                     self.error(id, ErrorCode::NotFound, "not subscribed to this topic");
@@ -778,10 +787,13 @@ impl Reader {
             user_id: &self.user_id,
             admin: self.admin,
         };
-        if let Err(failure) = visible_thread(&self.state.db, caller, &thread_id).await {
-            self.reply(message_ops::failed(id, &failure));
-            return;
-        }
+        let thread = match visible_thread(&self.state.db, caller, &thread_id).await {
+            Ok(thread) => thread,
+            Err(failure) => {
+                self.reply(message_ops::failed(id, &failure));
+                return;
+            }
+        };
         let fresh = !self.topics.contains(&topic);
         if fresh && self.topics.len() >= self.gateway.settings.ws_subscriptions_per_connection_max {
             self.error(
@@ -800,6 +812,7 @@ impl Reader {
                 topic,
                 resume: None,
             });
+            self.watch(&thread).await;
             return;
         };
         // Hold live pushes, subscribe, then read: whatever commits after the read arrives live
@@ -855,6 +868,68 @@ impl Reader {
             frames,
             last: Some(last),
         });
+        self.watch(&thread).await;
+    }
+
+    /// After a participant subscribed to a thread: announce them (their first connection on
+    /// it), and tell this connection whether the other participant is watching too (as far
+    /// as this node knows; later changes arrive as `presence` events from every node).
+    async fn watch(&mut self, thread: &conversations::ThreadRow) {
+        if !thread.is_participant(&self.user_id) || !self.watched.insert(thread.id.clone()) {
+            return;
+        }
+        self.gateway.watch(&thread.id, &self.user_id).await;
+        let other = if thread.guest_id == self.user_id {
+            &thread.host_id
+        } else {
+            &thread.guest_id
+        };
+        if self.gateway.is_watching(&thread.id, other) {
+            self.reply(ServerFrame::Event(Push {
+                topic: format!("thread:{}", thread.id),
+                seq: None,
+                event: Event::Presence {
+                    thread_id: thread.id.clone(),
+                    user_id: other.clone(),
+                    online: true,
+                },
+            }));
+        }
+    }
+
+    /// The connection is ending: it no longer watches its threads.
+    async fn leave_threads(&mut self) {
+        for thread_id in std::mem::take(&mut self.watched) {
+            self.gateway.unwatch(&thread_id, &self.user_id).await;
+        }
+    }
+
+    /// Subscribe to every active thread of the user, most recently active first, as far as
+    /// the subscription limit allows: one `subscribed` per thread. New threads are announced
+    /// on the user topic (`thread_created`).
+    async fn subscribe_all_threads(&mut self, id: Option<String>) {
+        let limit = self.gateway.settings.ws_subscriptions_per_connection_max;
+        let room = limit.saturating_sub(self.topics.len());
+        let fetch = i64::try_from(room + 1).unwrap_or(i64::MAX);
+        let ids = match conversations::thread_ids_of(&self.state.db, &self.user_id, fetch).await {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::error!(%error, "could not list a user's threads");
+                self.error(id, ErrorCode::Internal, "subscription failed; retry");
+                return;
+            }
+        };
+        let more = ids.len() > room;
+        for thread_id in ids.into_iter().take(room) {
+            Box::pin(self.subscribe_thread(id.clone(), format!("thread:{thread_id}"), None)).await;
+        }
+        if more {
+            self.error(
+                id,
+                ErrorCode::LimitExceeded,
+                format!("only the {room} most recently active threads were subscribed"),
+            );
+        }
     }
 
     /// Subscribe this connection to a topic on the bus; false (after telling the client) when
@@ -914,6 +989,17 @@ impl Reader {
     async fn subscribe(&mut self, id: Option<String>, topic: String, since: Option<u64>) {
         if topic.starts_with("thread:") {
             return self.subscribe_thread(id, topic, since).await;
+        }
+        if topic == "threads" {
+            if since.is_some() {
+                self.error(
+                    id,
+                    ErrorCode::BadRequest,
+                    "resume each thread with its own since",
+                );
+                return;
+            }
+            return self.subscribe_all_threads(id).await;
         }
         if let Err((code, message)) = self.may_subscribe(&topic) {
             self.error(id, code, message);

@@ -50,6 +50,8 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     /// Open connections per user on this node, for the per-user limit.
     per_user: DashMap<String, usize>,
+    /// Connections on this node subscribed to a thread, per (thread, participant): presence.
+    watching: DashMap<(String, String), usize>,
     next_id: AtomicU64,
     /// Cancelled at shutdown: every connection closes with 1001.
     shutdown: CancellationToken,
@@ -68,6 +70,7 @@ impl Gateway {
             bus,
             metrics,
             per_user: DashMap::new(),
+            watching: DashMap::new(),
             next_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
         })
@@ -91,6 +94,74 @@ impl Gateway {
     /// Close every connection with 1001 (going away).
     pub fn shut_down(&self) {
         self.shutdown.cancel();
+    }
+
+    /// A participant's connection subscribed to a thread: their first one announces them.
+    pub async fn watch(&self, thread_id: &str, user_id: &str) {
+        let first = {
+            let mut count = self
+                .watching
+                .entry((thread_id.to_owned(), user_id.to_owned()))
+                .or_insert(0);
+            *count += 1;
+            *count == 1
+        };
+        if first {
+            self.presence(thread_id, user_id, true).await;
+        }
+    }
+
+    /// A participant's connection left a thread: their last one announces they are gone.
+    pub async fn unwatch(&self, thread_id: &str, user_id: &str) {
+        let key = (thread_id.to_owned(), user_id.to_owned());
+        let mut last = false;
+        self.watching.remove_if_mut(&key, |_, count| {
+            *count = count.saturating_sub(1);
+            last = *count == 0;
+            last
+        });
+        if last {
+            self.presence(thread_id, user_id, false).await;
+        }
+    }
+
+    /// Whether a participant watches a thread from a connection on this node.
+    pub fn is_watching(&self, thread_id: &str, user_id: &str) -> bool {
+        self.watching
+            .contains_key(&(thread_id.to_owned(), user_id.to_owned()))
+    }
+
+    async fn presence(&self, thread_id: &str, user_id: &str, online: bool) {
+        let push = Push {
+            topic: thread_topic(thread_id),
+            seq: None,
+            event: Event::Presence {
+                thread_id: thread_id.to_owned(),
+                user_id: user_id.to_owned(),
+                online,
+            },
+        };
+        if let Err(error) = self.bus.publish(push).await {
+            tracing::warn!(%error, "could not publish presence");
+        }
+    }
+
+    /// Tell both participants of a new thread, on their user topics.
+    pub async fn thread_created(&self, thread_id: &str, guest_id: &str, host_id: &str) {
+        for user in [guest_id, host_id] {
+            let push = Push {
+                topic: user_topic(user),
+                seq: None,
+                event: Event::ThreadCreated {
+                    thread_id: thread_id.to_owned(),
+                    guest_id: guest_id.to_owned(),
+                    host_id: host_id.to_owned(),
+                },
+            };
+            if let Err(error) = self.bus.publish(push).await {
+                tracing::warn!(%error, "could not announce a new thread");
+            }
+        }
     }
 
     /// True when the user has a connection open on this node.

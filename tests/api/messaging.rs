@@ -55,6 +55,8 @@ async fn post(node: &TestNode, user: &TestUser, thread_id: &str, content: &str) 
     .await
 }
 
+/// Subscribe to a thread and return the answer (`subscribed` or `error`), skipping pushes
+/// that arrive meanwhile (notifications on the user topic, say).
 async fn subscribe(client: &mut WsClient, thread_id: &str, since: Option<u64>) -> ServerFrame {
     client
         .send(&ClientFrame::Subscribe {
@@ -63,7 +65,12 @@ async fn subscribe(client: &mut WsClient, thread_id: &str, since: Option<u64>) -
             since,
         })
         .await;
-    client.recv_skipping_heartbeats().await.unwrap()
+    loop {
+        match client.recv_skipping_heartbeats().await.unwrap() {
+            ServerFrame::Event(_) => continue,
+            answer => return answer,
+        }
+    }
 }
 
 /// The next pushed message on a thread topic, skipping other frames.
@@ -826,7 +833,8 @@ fn first_key(node: &TestNode) -> std::path::PathBuf {
 async fn a_slow_thread_subscriber_is_closed_and_the_others_get_everything() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as WsMessage;
-    let node = spawn_node_with(|s| s.ws_send_queue_max = 8).await;
+    // Room for a reader that keeps up (each post also sends the guest a notification).
+    let node = spawn_node_with(|s| s.ws_send_queue_max = 64).await;
     let (guest, host) = (node.user().await, node.user().await);
     let thread_id = thread(&node, &guest, &host).await;
     let mut calm = node.ws(&guest.token).await;
@@ -901,4 +909,147 @@ async fn a_slow_thread_subscriber_is_closed_and_the_others_get_everything() {
         metrics.contains("node_ws_closed_total{code=\"4008\"} 1"),
         "{metrics}"
     );
+}
+
+/// The next presence event, skipping other frames.
+async fn next_presence(client: &mut WsClient) -> (String, bool) {
+    loop {
+        match client.recv_skipping_heartbeats().await {
+            Some(ServerFrame::Event(push)) => {
+                if let Event::Presence {
+                    user_id, online, ..
+                } = push.event
+                {
+                    assert_eq!(push.seq, None, "presence is ephemeral");
+                    return (user_id, online);
+                }
+            }
+            Some(_) => {}
+            None => panic!("the connection ended"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn participants_see_each_other_arrive_and_leave() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let mut guest_device = node.ws(&guest.token).await;
+    subscribe(&mut guest_device, &thread_id, None).await;
+    assert_eq!(
+        next_presence(&mut guest_device).await,
+        (guest.id.clone(), true)
+    );
+
+    let mut host_phone = node.ws(&host.token).await;
+    subscribe(&mut host_phone, &thread_id, None).await;
+    assert_eq!(
+        next_presence(&mut guest_device).await,
+        (host.id.clone(), true)
+    );
+    // The newcomer learns the guest is there (and may hear of its own arrival too).
+    loop {
+        let (user, online) = next_presence(&mut host_phone).await;
+        if user == guest.id {
+            assert!(online);
+            break;
+        }
+        assert_eq!((user, online), (host.id.clone(), true));
+    }
+
+    // A second device of the host changes nothing; the host leaves with the last one.
+    let mut host_laptop = node.ws(&host.token).await;
+    subscribe(&mut host_laptop, &thread_id, None).await;
+    drop(host_phone);
+    host_laptop
+        .send(&ClientFrame::Unsubscribe {
+            id: Some("u".into()),
+            topic: format!("thread:{thread_id}"),
+        })
+        .await;
+    assert_eq!(
+        next_presence(&mut guest_device).await,
+        (host.id.clone(), false)
+    );
+}
+
+#[actix_web::test]
+async fn subscribing_to_threads_follows_every_thread_of_the_user() {
+    let node = spawn_node().await;
+    let (me, a, b) = (node.user().await, node.user().await, node.user().await);
+    let first = thread(&node, &me, &a).await;
+    let second = thread(&node, &b, &me).await;
+    let _not_mine = thread(&node, &a, &b).await;
+    let mut device = node.ws(&me.token).await;
+    device
+        .send(&ClientFrame::Subscribe {
+            id: Some("all".into()),
+            topic: "threads".into(),
+            since: None,
+        })
+        .await;
+    let mut topics = Vec::new();
+    while topics.len() < 2 {
+        if let Some(ServerFrame::Subscribed { topic, .. }) = device.recv_skipping_heartbeats().await
+        {
+            topics.push(topic);
+        }
+    }
+    topics.sort();
+    let mut expected = vec![format!("thread:{first}"), format!("thread:{second}")];
+    expected.sort();
+    assert_eq!(topics, expected);
+    assert_eq!(post(&node, &a, &first, "from a").await.0, 201);
+    assert_eq!(post(&node, &b, &second, "from b").await.0, 201);
+    let mut contents = vec![
+        next_message(&mut device).await.1,
+        next_message(&mut device).await.1,
+    ];
+    contents.sort();
+    assert_eq!(contents, vec!["from a", "from b"]);
+    // A new thread is announced on the user topic.
+    let third = thread(&node, &me, &b).await;
+    loop {
+        if let Some(ServerFrame::Event(push)) = device.recv_skipping_heartbeats().await {
+            if let Event::ThreadCreated { thread_id, .. } = push.event {
+                assert_eq!(thread_id, third);
+                assert_eq!(push.topic, format!("user:{}", me.id));
+                break;
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn every_messaging_route_is_in_the_openapi_document() {
+    let node = spawn_node().await;
+    let doc: Value = node.get("/openapi.json").await.json().await.unwrap();
+    let paths = &doc["paths"];
+    for (path, methods) in [
+        ("/messaging-api/v1/messagethreads", &["get", "post"][..]),
+        (
+            "/messaging-api/v1/messagethreads/{messageThreadId}",
+            &["get", "patch", "delete"],
+        ),
+        ("/messaging-api/v1/messages", &["post"]),
+        (
+            "/messaging-api/v1/messages/{messageId}",
+            &["get", "patch", "delete"],
+        ),
+        ("/messaging-api/v1/threadmessages/{threadId}", &["get"]),
+        ("/messaging-api/v1/gotthreadmessages/{threadId}", &["get"]),
+        ("/messaging-api/v1/messagereports", &["get", "post"]),
+        (
+            "/messaging-api/v1/messagereports/{messageReportId}",
+            &["get", "patch"],
+        ),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
 }

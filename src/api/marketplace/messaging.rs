@@ -249,9 +249,15 @@ pub async fn create_thread(
         owner_id: me.user_id().to_owned(),
     };
     match store::create_thread(&state.db, &new).await? {
-        store::Created::Thread(row) => Ok(Envelope::new(&req, Some(&me), "messageThread")
-            .action("create")
-            .one(thread_view(&row))),
+        store::Created::Thread(row) => {
+            state
+                .gateway
+                .thread_created(&row.id, &row.guest_id, &row.host_id)
+                .await;
+            Ok(Envelope::new(&req, Some(&me), "messageThread")
+                .action("create")
+                .one(thread_view(&row)))
+        }
         store::Created::Conflict(existing) => Err(MsgError::Conflict(existing).into()),
     }
 }
