@@ -1053,3 +1053,41 @@ async fn every_messaging_route_is_in_the_openapi_document() {
         }
     }
 }
+
+#[actix_web::test]
+async fn the_permission_routes_answer_from_the_callers_role_on_every_service() {
+    let node = spawn_node_with(|s| {
+        s.admin_email = Some("mod@example.com".into());
+        s.admin_password = Some(secrecy::SecretString::from("moderator secret".to_owned()));
+    })
+    .await;
+    let user = node.user().await;
+    let admin = node
+        .log_in_again("mod@example.com", "moderator secret")
+        .await;
+    for service in ["messaging", "auth", "notification"] {
+        let base = format!("/{service}-api/permissions");
+        let (status, mine) = send(&node, reqwest::Method::GET, &base, &user.token, None).await;
+        assert_eq!((status, mine), (200, json!([])));
+        let (status, theirs) = send(&node, reqwest::Method::GET, &base, &admin.token, None).await;
+        assert_eq!(status, 200);
+        let names: Vec<&str> = theirs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["permissionName"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"messages.moderate"), "{theirs}");
+        assert_eq!(theirs[0]["roleId"], "superAdmin");
+        assert_eq!(theirs[0]["canDo"], true);
+        let check = format!("{base}/messages.moderate");
+        let (_, no) = send(&node, reqwest::Method::GET, &check, &user.token, None).await;
+        assert_eq!(no, json!({"canDo": false, "exceptions": []}));
+        let (_, yes) = send(&node, reqwest::Method::GET, &check, &admin.token, None).await;
+        assert_eq!(yes, json!({"canDo": true, "exceptions": []}));
+        let anonymous = node.get(&check).await;
+        assert_eq!(anonymous.status(), 401);
+        let body: Value = anonymous.json().await.unwrap();
+        assert_eq!(body, json!({"status": "ERR", "message": "No login found"}));
+    }
+}

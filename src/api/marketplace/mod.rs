@@ -6,6 +6,7 @@ pub mod envelope;
 pub mod error;
 pub mod messaging;
 pub mod notification;
+pub mod permissions;
 pub mod query;
 
 use actix_web::web;
@@ -41,7 +42,9 @@ pub fn configure(cfg: &mut ServiceConfig<'_>, body_bytes_max: usize) {
         let mount = format!("/{service}-api");
         let mut mounted = scope::scope(mount.as_str())
             .app_data(json_config(body_bytes_max))
-            .service(auth::currentuser);
+            .service(auth::currentuser)
+            .service(permissions::permissions)
+            .service(permissions::permission_scope);
         if service == "auth" {
             mounted = mounted
                 .service(auth::register_user)
