@@ -212,7 +212,7 @@ impl Application {
         handle.stop(true).await;
         let _ = server.await;
         let grace = Duration::from_secs(self.state.settings.shutdown_grace_secs);
-        match tokio::time::timeout(grace, self.journal.flush()).await {
+        match tokio::time::timeout(grace, self.journal.close()).await {
             Ok(Ok(())) => tracing::info!("journal flushed"),
             Ok(Err(error)) => tracing::error!(%error, "journal flush failed"),
             Err(_) => tracing::error!("journal flush timed out"),

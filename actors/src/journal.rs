@@ -10,6 +10,7 @@
 //! failed without being written, so nothing that depended on a lost change is kept.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,12 +144,16 @@ const POISONED_REMEMBERED_MAX: usize = 4096;
 /// Where actors send their events. Cheap to clone.
 pub struct JournalHandle<E> {
     tx: mpsc::Sender<Submission<E>>,
+    /// Set by [`JournalHandle::close`]: the writer stops taking submissions after the batch
+    /// that holds the closing flush.
+    closing: Arc<AtomicBool>,
 }
 
 impl<E> Clone for JournalHandle<E> {
     fn clone(&self) -> Self {
         JournalHandle {
             tx: self.tx.clone(),
+            closing: Arc::clone(&self.closing),
         }
     }
 }
@@ -167,6 +172,14 @@ impl<E: Send + 'static> JournalHandle<E> {
             Err(mpsc::error::TrySendError::Full(())) => Err(ActorError::Busy("journal")),
             Err(mpsc::error::TrySendError::Closed(())) => Err(ActorError::ShuttingDown),
         }
+    }
+
+    /// Flush, and have the writer end after it: what was queued before is committed, what
+    /// comes after is refused (`ShuttingDown`), and the writer task finishes even while
+    /// handles are still alive (registries keep theirs until they are dropped).
+    pub async fn close(&self) -> Result<(), ActorError> {
+        self.closing.store(true, Ordering::Release);
+        self.flush().await
     }
 
     /// Wait until everything submitted before this call is committed (or failed).
@@ -211,7 +224,7 @@ impl<E> Slot<'_, E> {
 }
 
 /// Start the writer task on the current tokio runtime. It ends when every handle is dropped,
-/// after committing what was queued.
+/// or after [`JournalHandle::close`], once it committed what was queued.
 pub fn spawn_writer<E, S, K, O>(
     settings: JournalSettings,
     store: Arc<S>,
@@ -225,7 +238,9 @@ where
     O: JournalObserver + ?Sized,
 {
     let (tx, rx) = mpsc::channel(settings.queue_max.max(1));
+    let closing = Arc::new(AtomicBool::new(false));
     let writer = Writer {
+        closing: Arc::clone(&closing),
         settings,
         store,
         sink,
@@ -235,7 +250,7 @@ where
         poisoned_order: VecDeque::new(),
     };
     let task = tokio::spawn(writer.run());
-    (JournalHandle { tx }, task)
+    (JournalHandle { tx, closing }, task)
 }
 
 struct Writer<E, S: ?Sized, K: ?Sized, O: ?Sized> {
@@ -244,6 +259,7 @@ struct Writer<E, S: ?Sized, K: ?Sized, O: ?Sized> {
     sink: Arc<K>,
     observer: Arc<O>,
     rx: mpsc::Receiver<Submission<E>>,
+    closing: Arc<AtomicBool>,
     poisoned: HashSet<u64>,
     poisoned_order: VecDeque<u64>,
 }
@@ -272,8 +288,13 @@ where
                 }
             }
             self.settle(std::mem::take(&mut batch)).await;
+            if self.closing.load(Ordering::Acquire) {
+                // Refuse new submissions; what is already queued is still taken, then `recv`
+                // ends the loop.
+                self.rx.close();
+            }
         }
-        tracing::debug!("journal writer stopped: every handle dropped");
+        tracing::debug!("journal writer stopped");
     }
 
     /// Commit one batch and release or fail its submissions.

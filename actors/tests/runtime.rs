@@ -829,3 +829,40 @@ async fn failed_load_is_unavailable_then_recovers() {
     );
     assert_eq!(balance(&h.registry, "l").await, 4);
 }
+
+/// Shutdown closes the journal: what was queued before commits, the writer task ends although
+/// handles (the registry's, this test's) are still alive, and later work is refused.
+#[actix_rt::test]
+async fn closing_the_journal_commits_what_was_queued_and_ends_the_writer() {
+    let store = MemStore::new();
+    let sink = Arc::new(RecordingSink::default());
+    let (journal, writer) = actors::journal::spawn_writer(
+        journal_settings(),
+        Arc::clone(&store),
+        Arc::clone(&sink),
+        Arc::new(()),
+    );
+    let pool = actors::registry::ArbiterPool::start(2);
+    let loader: Arc<dyn actors::registry::Loader<Account>> = store.clone();
+    let registry =
+        actors::registry::Registry::new(pool.clone(), loader, journal.clone(), registry_settings());
+    store.hold_commits();
+    let queued = send_plain(&registry, "c1", Cmd::Deposit(5)).await;
+    handled(&registry, "c1").await;
+    let closing = journal.clone();
+    let close = tokio::spawn(async move { closing.close().await });
+    store.release_commits();
+    assert_eq!(within(10, close).await.ok(), Some(Ok(())));
+    assert!(queued.answer().await.is_ok(), "queued work committed");
+    assert_eq!(store.deposits("c1"), vec![5]);
+    assert!(
+        within(10, writer).await.is_ok(),
+        "the writer ended with handles alive"
+    );
+    assert!(matches!(
+        journal.reserve().err(),
+        Some(ActorError::ShuttingDown)
+    ));
+    drop(registry);
+    pool.stop();
+}
