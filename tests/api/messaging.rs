@@ -1091,3 +1091,147 @@ async fn the_permission_routes_answer_from_the_callers_role_on_every_service() {
         assert_eq!(body, json!({"status": "ERR", "message": "No login found"}));
     }
 }
+
+/// The next frame that answers an op (not a push or heartbeat).
+async fn answer(client: &mut WsClient) -> ServerFrame {
+    loop {
+        match client.recv_skipping_heartbeats().await {
+            Some(ServerFrame::Event(_)) => continue,
+            Some(frame) => return frame,
+            None => panic!("the connection ended"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn messages_are_edited_and_hidden_over_the_socket_by_their_sender_only() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let mut watcher = node.ws(&host.token).await;
+    subscribe(&mut watcher, &thread_id, None).await;
+    let mut sender = node.ws(&guest.token).await;
+    sender
+        .send(&ClientFrame::PostMessage {
+            id: Some("p".into()),
+            thread_id: thread_id.clone(),
+            content: "helo".into(),
+            message_type: Some("text".into()),
+            media_url: None,
+        })
+        .await;
+    let ServerFrame::Posted { message, .. } = answer(&mut sender).await else {
+        panic!("expected posted")
+    };
+    sender
+        .send(&ClientFrame::EditMessage {
+            id: Some("e".into()),
+            message_id: message.id.clone(),
+            content: "hello".into(),
+        })
+        .await;
+    assert_eq!(
+        answer(&mut sender).await,
+        ServerFrame::Ack {
+            id: Some("e".into()),
+            thread_id: thread_id.clone(),
+            seq: 2
+        }
+    );
+    let mut recipient = node.ws(&host.token).await;
+    recipient
+        .send(&ClientFrame::HideMessage {
+            id: Some("h".into()),
+            message_id: message.id.clone(),
+        })
+        .await;
+    match answer(&mut recipient).await {
+        ServerFrame::Error { id, code, .. } => {
+            assert_eq!(
+                (id.as_deref(), code),
+                (Some("h"), protocol::ErrorCode::Forbidden)
+            );
+        }
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+    sender
+        .send(&ClientFrame::HideMessage {
+            id: Some("h2".into()),
+            message_id: message.id.clone(),
+        })
+        .await;
+    assert!(matches!(
+        answer(&mut sender).await,
+        ServerFrame::Ack { seq: 3, .. }
+    ));
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        if let Some(ServerFrame::Event(push)) = watcher.recv_skipping_heartbeats().await {
+            if push.topic == format!("thread:{thread_id}") && push.seq.is_some() {
+                events.push((push.seq, push.event));
+            }
+        }
+    }
+    assert!(matches!(&events[0], (Some(1), Event::MessagePosted { .. })));
+    assert!(
+        matches!(&events[1], (Some(2), Event::MessageEdited { content: Some(c), .. }) if c == "hello")
+    );
+    assert!(
+        matches!(&events[2], (Some(3), Event::MessageHidden { message_id }) if *message_id == message.id)
+    );
+    let (status, _) = send(
+        &node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/messages/{}", message.id),
+        &host.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "hidden for participants");
+}
+
+#[actix_web::test]
+async fn malformed_conversation_frames_are_refused_and_the_connection_stays() {
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let mut device = node.ws(&guest.token).await;
+    let cases = [
+        format!("{{\"op\":\"post_message\",\"thread_id\":\"{thread_id}\",\"content\":\"no id\"}}"),
+        format!("{{\"op\":\"post_message\",\"id\":\"x\",\"thread_id\":\"{thread_id}\",\"content\":\"\"}}"),
+        format!("{{\"op\":\"post_message\",\"id\":\"y\",\"thread_id\":\"{thread_id}\",\"content\":\"a\",\"colour\":1}}"),
+        format!("{{\"op\":\"post_message\",\"id\":\"z\",\"thread_id\":\"{thread_id}\",\"content\":\"a\",\"message_type\":\"video\"}}"),
+        format!("{{\"op\":\"mark_read\",\"id\":\"m\",\"thread_id\":\"{thread_id}\",\"up_to_seq\":\"one\"}}"),
+        "{\"op\":\"post_message\",\"id\":".to_owned(),
+    ];
+    for case in &cases {
+        device.send_raw(WsMessage::text(case.clone())).await;
+        match answer(&mut device).await {
+            ServerFrame::Error { code, .. } => {
+                assert_eq!(code, protocol::ErrorCode::BadRequest, "{case}")
+            }
+            other => panic!("{case}: expected bad_request, got {other:?}"),
+        }
+    }
+    let (_, list) = send(
+        &node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/threadmessages/{thread_id}"),
+        &host.token,
+        None,
+    )
+    .await;
+    assert_eq!(list["rowCount"], 0, "nothing was posted");
+    device
+        .send(&ClientFrame::Ping {
+            id: Some("still".into()),
+        })
+        .await;
+    assert_eq!(
+        answer(&mut device).await,
+        ServerFrame::Pong {
+            id: Some("still".into())
+        }
+    );
+}
