@@ -71,22 +71,33 @@ pub async fn admin_health(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(tag = "node", responses((status = 200, content_type = "text/plain", body = String)))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let wallets = state.wallets.registry();
-    let stats = wallets.stats();
-    let gauge = |family: &prometheus::IntGaugeVec, value: u64| {
+    let set = |family: &prometheus::IntGaugeVec, kind: &str, value: u64| {
         family
-            .with_label_values(&["wallet"])
+            .with_label_values(&[kind])
             .set(i64::try_from(value).unwrap_or(i64::MAX));
     };
-    gauge(&state.metrics.actors_live, wallets.len() as u64);
-    gauge(
-        &state.metrics.actor_activations,
-        stats.activations.load(std::sync::atomic::Ordering::Relaxed),
-    );
-    gauge(
-        &state.metrics.actor_busy,
-        stats.busy.load(std::sync::atomic::Ordering::Relaxed),
-    );
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    let kinds = [
+        (
+            "wallet",
+            state.wallets.registry().len(),
+            state.wallets.registry().stats(),
+        ),
+        (
+            "conversation",
+            state.conversations.registry().len(),
+            state.conversations.registry().stats(),
+        ),
+    ];
+    for (kind, live, stats) in kinds {
+        set(&state.metrics.actors_live, kind, live as u64);
+        set(
+            &state.metrics.actor_activations,
+            kind,
+            stats.activations.load(relaxed),
+        );
+        set(&state.metrics.actor_busy, kind, stats.busy.load(relaxed));
+    }
     let (topics, subscriptions) = state.bus.stats();
     state.metrics.bus_topics.set(topics as i64);
     state.metrics.bus_subscriptions.set(subscriptions as i64);

@@ -180,6 +180,11 @@ async fn a_thread_and_its_messages_have_the_documented_shapes() {
     .await;
     assert!(got.get("thread").is_none());
     assert_eq!(got["messages"].as_array().unwrap().len(), 1);
+    let metrics = node.metrics().await;
+    assert!(
+        metrics.contains("actors_live{kind=\"conversation\"} 1"),
+        "the thread's actor is counted: {metrics}"
+    );
 }
 
 #[actix_web::test]
