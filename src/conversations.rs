@@ -151,6 +151,9 @@ fn refused(refusal: actors::conversation::Refusal) -> MsgError {
             MsgError::Forbidden("only the thread's guest and host may do this")
         }
         Refusal::Closed => MsgError::Closed,
+        Refusal::NeedsClaim(_) => MsgError::Actor(ActorError::Unavailable(
+            "a thread change needed a context claim".into(),
+        )),
     }
 }
 
@@ -183,7 +186,7 @@ impl Conversations {
             ));
         }
         let key = match key {
-            Some(key) => Some(namespaced(caller.user_id, key, &draft)?),
+            Some(key) => Some(namespaced(caller.user_id, thread_id, key, &draft)?),
             None => None,
         };
         match self.ask(thread_id, Command::Post(draft), key).await? {
@@ -204,14 +207,21 @@ impl Conversations {
         changes: actors::conversation::MessageChanges,
     ) -> Result<(String, u64), MsgError> {
         let (message, thread) = visible_message(db, caller, message_id).await?;
-        let only_read = changes
+        let marks_read = changes
             == actors::conversation::MessageChanges {
-                is_read: changes.is_read,
+                is_read: Some(true),
                 ..Default::default()
             };
+        let recipient =
+            thread.is_participant(caller.user_id) && message.sender_id != caller.user_id;
+        if changes.is_read.is_some() && !caller.admin && !recipient {
+            return Err(MsgError::Forbidden(
+                "only the recipient (or an admin) marks a message read",
+            ));
+        }
         let may = caller.admin
-            || message.sender_id == caller.user_id
-            || (only_read && thread.is_participant(caller.user_id));
+            || (message.sender_id == caller.user_id && changes.is_read.is_none())
+            || (marks_read && recipient);
         if !may {
             return Err(MsgError::Forbidden(
                 "only the sender or an admin may edit a message; the recipient may mark it read",
@@ -272,9 +282,49 @@ impl Conversations {
         Ok(done(self.ask(thread_id, command, None).await?)?.0)
     }
 
-    /// Change a thread: participants or an admin. Reopening it, or moving an open thread to
-    /// another listing or reservation, first claims the new context (409 when another open
-    /// thread holds it); the claim is released if the change does not happen.
+    /// Create a thread. When its context is claimed by a thread that no longer holds it (a
+    /// claim left by a change that never happened), the stale claim is dropped and the
+    /// creation tried once more.
+    pub async fn create_thread(
+        &self,
+        db: &Db,
+        new: &conversations::NewThread,
+    ) -> Result<conversations::ThreadRow, MsgError> {
+        let context = conversations::context_key(
+            &new.guest_id,
+            &new.host_id,
+            new.listing_id.as_deref(),
+            new.reservation_id.as_deref(),
+        );
+        for _ in 0..2 {
+            match conversations::create_thread(db, new).await? {
+                conversations::Created::Thread(row) => return Ok(row),
+                conversations::Created::Conflict(holder) => {
+                    if self.holds(&holder, &context).await? {
+                        return Err(MsgError::Conflict(holder));
+                    }
+                    conversations::release_stale_claim(db, &context, &holder).await?;
+                }
+            }
+        }
+        Err(MsgError::Conflict("a concurrent thread".into()))
+    }
+
+    /// Whether a thread is open and active on a context, as its actor has decided (a read:
+    /// answered once its pending changes committed).
+    async fn holds(&self, thread_id: &str, context: &str) -> Result<bool, MsgError> {
+        Ok(match self.ask(thread_id, Command::Get, None).await? {
+            Reply::Thread(thread) => thread.holds_context() && thread.context() == context,
+            _ => false,
+        })
+    }
+
+    /// Change a thread: participants or an admin. A change that leaves the thread open on a
+    /// context it does not hold (a reopen, or a move of an open thread to another listing or
+    /// reservation) is first refused by the actor with the context it needs; the context is
+    /// then claimed (409 when another open thread holds it) and the change sent again with the
+    /// claim. Claims are released only by the journal, in the batch that closes, deletes or
+    /// moves the thread, or as stale (see `create_thread`).
     pub async fn update_thread(
         &self,
         db: &Db,
@@ -282,53 +332,56 @@ impl Conversations {
         thread_id: &str,
         changes: actors::conversation::ThreadChanges,
     ) -> Result<actors::conversation::Thread, MsgError> {
-        let row = visible_thread(db, caller, thread_id).await?;
-        let is_open = changes.is_open.unwrap_or(row.is_open);
-        let is_active = changes.is_active.unwrap_or(true);
-        let listing = changes.listing_id.clone().unwrap_or(row.listing_id.clone());
-        let reservation = changes
-            .reservation_id
-            .clone()
-            .unwrap_or(row.reservation_id.clone());
-        let context = conversations::context_key(
-            &row.guest_id,
-            &row.host_id,
-            listing.as_deref(),
-            reservation.as_deref(),
-        );
-        let claimed = if is_open && is_active {
-            match conversations::claim_context(db, &context, thread_id).await? {
-                conversations::Claim::HeldBy(other) => return Err(MsgError::Conflict(other)),
-                conversations::Claim::Taken => true,
-                conversations::Claim::Held => false,
+        visible_thread(db, caller, thread_id).await?;
+        let mut claimed = None;
+        // A claim is needed at most once per context; three rounds cover a context that
+        // changed under a concurrent update once.
+        for _ in 0..3 {
+            let command = Command::Update {
+                by: caller.user_id.to_owned(),
+                changes: changes.clone(),
+                claimed: claimed.take(),
+            };
+            match self.ask(thread_id, command, None).await? {
+                Reply::Refused(actors::conversation::Refusal::NeedsClaim(context)) => {
+                    if let Some(holder) =
+                        conversations::claim_context(db, &context, thread_id).await?
+                    {
+                        if self.holds(&holder, &context).await? {
+                            return Err(MsgError::Conflict(holder));
+                        }
+                        conversations::release_stale_claim(db, &context, &holder).await?;
+                        if let Some(other) =
+                            conversations::claim_context(db, &context, thread_id).await?
+                        {
+                            return Err(MsgError::Conflict(other));
+                        }
+                    }
+                    claimed = Some(context);
+                }
+                reply => return done(reply).map(|(_, thread)| thread),
             }
-        } else {
-            false
-        };
-        let command = Command::Update {
-            by: caller.user_id.to_owned(),
-            changes,
-        };
-        let result = match self.ask(thread_id, command, None).await {
-            Ok(reply) => done(reply).map(|(_, thread)| thread),
-            Err(error) => Err(error.into()),
-        };
-        let kept = matches!(&result, Ok(thread) if thread.is_open && thread.is_active);
-        if claimed && !kept {
-            conversations::release_claim(db, &context, thread_id).await?;
         }
-        result
+        Err(MsgError::Conflict(
+            "the thread changed concurrently; retry".into(),
+        ))
     }
 }
 
 /// A key namespaced by the sender, with a fingerprint of what is posted.
+/// Keys are stored with the thread's actor, so a key names one post per sender and thread:
+/// the same key sent to another thread is a post of its own there.
 fn namespaced(
     sender: &str,
+    thread_id: &str,
     key: &IdempotencyKey,
     draft: &actors::conversation::Draft,
 ) -> Result<(IdempotencyKey, String), MsgError> {
     let namespaced = crate::wallets::fingerprint("message", &(sender, key.as_str()));
     let key = IdempotencyKey::parse(&namespaced)
         .map_err(|e| MsgError::Actor(ActorError::Unavailable(e.to_owned())))?;
-    Ok((key, crate::wallets::fingerprint("post", draft)))
+    Ok((
+        key,
+        crate::wallets::fingerprint("post", &(thread_id, draft)),
+    ))
 }

@@ -123,7 +123,37 @@ pub struct Thread {
     pub host_read_seq: u64,
 }
 
+/// The context of a thread: no two open, active threads share one. Guest, host, listing and
+/// reservation, with `-` for an absent link (ids never contain a newline).
+pub fn context_key(
+    guest_id: &str,
+    host_id: &str,
+    listing_id: Option<&str>,
+    reservation_id: Option<&str>,
+) -> String {
+    format!(
+        "{guest_id}\n{host_id}\n{}\n{}",
+        listing_id.unwrap_or("-"),
+        reservation_id.unwrap_or("-")
+    )
+}
+
 impl Thread {
+    /// The context this thread holds while open and active.
+    pub fn context(&self) -> String {
+        context_key(
+            &self.guest_id,
+            &self.host_id,
+            self.listing_id.as_deref(),
+            self.reservation_id.as_deref(),
+        )
+    }
+
+    /// Whether the thread holds its context (is open and active).
+    pub fn holds_context(&self) -> bool {
+        self.is_open && self.is_active
+    }
+
     pub fn is_participant(&self, user_id: &str) -> bool {
         self.guest_id == user_id || self.host_id == user_id
     }
@@ -161,14 +191,21 @@ pub enum Command {
     Hide { message_id: String, by: String },
     /// Mark the thread read by a participant up to a sequence number (clamped to the latest).
     MarkRead { reader: String, up_to: u64 },
-    /// Change the thread's state.
-    Update { by: String, changes: ThreadChanges },
+    /// Change the thread's state. A change that leaves the thread open and active on a
+    /// context it is not open on now (a reopen, or a move to another listing or reservation)
+    /// needs that context claimed first (`claimed`); without it the answer is
+    /// `Refused(NeedsClaim)` naming the context, and nothing changes.
+    Update {
+        by: String,
+        changes: ThreadChanges,
+        claimed: Option<String>,
+    },
     /// The thread's state (a read).
     Get,
 }
 
 /// Why a command was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Refusal {
     /// No such thread, or it was deleted.
@@ -177,6 +214,8 @@ pub enum Refusal {
     NotParticipant,
     /// The thread is closed: nothing can be posted to it.
     Closed,
+    /// The change needs this context claimed first.
+    NeedsClaim(String),
 }
 
 /// A conversation's answer.
@@ -374,20 +413,32 @@ impl Conversation {
         Self::change(thread, &by, Change::Read { reader, up_to })
     }
 
-    fn update(thread: &mut Thread, by: String, changes: ThreadChanges) -> Outcome<Event, Reply> {
+    fn update(
+        thread: &mut Thread,
+        by: String,
+        changes: ThreadChanges,
+        claimed: Option<String>,
+    ) -> Outcome<Event, Reply> {
         let before = thread.clone();
+        let mut after = thread.clone();
         if let Some(open) = changes.is_open {
-            thread.is_open = open;
+            after.is_open = open;
         }
         if let Some(active) = changes.is_active {
-            thread.is_active = active;
+            after.is_active = active;
         }
         if let Some(listing) = changes.listing_id {
-            thread.listing_id = listing;
+            after.listing_id = listing;
         }
         if let Some(reservation) = changes.reservation_id {
-            thread.reservation_id = reservation;
+            after.reservation_id = reservation;
         }
+        let needs = after.holds_context()
+            && !(before.holds_context() && before.context() == after.context());
+        if needs && claimed.as_deref() != Some(after.context().as_str()) {
+            return Outcome::reply(Reply::Refused(Refusal::NeedsClaim(after.context())));
+        }
+        *thread = after;
         if *thread == before {
             return Outcome::reply(Reply::Done {
                 seq: thread.last_seq,
@@ -449,7 +500,11 @@ impl Entity for Conversation {
                 Self::change(thread, &by, Change::Hidden { message_id })
             }
             Command::MarkRead { reader, up_to } => Self::mark_read(thread, reader, up_to),
-            Command::Update { by, changes } => Self::update(thread, by, changes),
+            Command::Update {
+                by,
+                changes,
+                claimed,
+            } => Self::update(thread, by, changes, claimed),
             Command::Get => Outcome::reply(Reply::Thread(thread.clone())),
         }
     }
@@ -532,6 +587,7 @@ mod tests {
                 is_open: Some(false),
                 ..ThreadChanges::default()
             },
+            claimed: None,
         });
         let closed = c.handle(Command::Post(draft("g")));
         assert_eq!(closed.reply, Reply::Refused(Refusal::Closed));
@@ -541,6 +597,7 @@ mod tests {
                 is_active: Some(false),
                 ..ThreadChanges::default()
             },
+            claimed: None,
         });
         let gone = c.handle(Command::MarkRead {
             reader: "g".into(),
@@ -548,6 +605,51 @@ mod tests {
         });
         assert_eq!(gone.reply, Reply::Refused(Refusal::NotFound));
         assert_eq!(c.thread.as_ref().unwrap().last_seq, 2);
+    }
+
+    #[test]
+    fn reopening_or_moving_an_open_thread_needs_its_new_context_claimed() {
+        let mut c = conversation();
+        let close = |c: &mut Conversation, open: bool, claimed: Option<String>| {
+            c.handle(Command::Update {
+                by: "g".into(),
+                changes: ThreadChanges {
+                    is_open: Some(open),
+                    ..ThreadChanges::default()
+                },
+                claimed,
+            })
+        };
+        assert_eq!(
+            close(&mut c, false, None).events.len(),
+            1,
+            "closing needs no claim"
+        );
+        let context = c.thread.as_ref().unwrap().context();
+        let refused = close(&mut c, true, None);
+        assert_eq!(
+            refused.reply,
+            Reply::Refused(Refusal::NeedsClaim(context.clone()))
+        );
+        assert!(refused.events.is_empty());
+        assert!(!c.thread.as_ref().unwrap().is_open, "nothing changed");
+        let wrong = close(&mut c, true, Some("another".into()));
+        assert!(matches!(
+            wrong.reply,
+            Reply::Refused(Refusal::NeedsClaim(_))
+        ));
+        assert_eq!(close(&mut c, true, Some(context)).events.len(), 1);
+        // A move of the open thread to a listing needs that context.
+        let moved = c.handle(Command::Update {
+            by: "g".into(),
+            changes: ThreadChanges {
+                listing_id: Some(Some("l1".into())),
+                ..ThreadChanges::default()
+            },
+            claimed: None,
+        });
+        let target = context_key("g", "h", Some("l1"), None);
+        assert_eq!(moved.reply, Reply::Refused(Refusal::NeedsClaim(target)));
     }
 
     #[test]

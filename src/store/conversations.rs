@@ -8,29 +8,7 @@ use super::journal::Tx;
 use super::{now_ms, BeginWrite, Db, StoreError};
 use crate::{on_db, on_tx};
 
-/// The context of a thread: no two open, active threads share one. Guest, host, listing and
-/// reservation, with `-` for an absent link (ids never contain a newline).
-pub fn context_key(
-    guest_id: &str,
-    host_id: &str,
-    listing_id: Option<&str>,
-    reservation_id: Option<&str>,
-) -> String {
-    format!(
-        "{guest_id}\n{host_id}\n{}\n{}",
-        listing_id.unwrap_or("-"),
-        reservation_id.unwrap_or("-")
-    )
-}
-
-fn thread_context(thread: &Thread) -> String {
-    context_key(
-        &thread.guest_id,
-        &thread.host_id,
-        thread.listing_id.as_deref(),
-        thread.reservation_id.as_deref(),
-    )
-}
+pub use actors::conversation::context_key;
 
 fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
@@ -114,7 +92,6 @@ pub async fn persist(event: &Event, mut tx: Tx<'_>) -> Result<(), sqlx::Error> {
             });
         }
         Change::ThreadChanged(thread) => {
-            let keep = (thread.is_open && thread.is_active).then(|| thread_context(thread));
             on_tx!(tx.reborrow(), conn => {
                 sqlx::query(
                     "UPDATE message_threads SET is_open = $2, is_active = $3, listing_id = $4, \
@@ -126,8 +103,22 @@ pub async fn persist(event: &Event, mut tx: Tx<'_>) -> Result<(), sqlx::Error> {
                     .bind(&thread.reservation_id)
                     .execute(&mut *conn)
                     .await?;
-                // The claim of the context the thread has now was taken before the command
-                // (see `claim_context`); every other claim of the thread is released.
+            });
+            let keep = thread.holds_context().then(|| thread.context());
+            if let Some(context) = &keep {
+                // The fence behind the actor: the service claimed this context before the
+                // actor accepted the change; if another thread holds it after all (a stale
+                // claim was cleared and taken meanwhile), the batch fails rather than store
+                // two open threads on one context.
+                let holder = upsert_claim(tx.reborrow(), context, &thread.id).await?;
+                if holder != thread.id {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "context of thread {} is held by open thread {holder}",
+                        thread.id
+                    )));
+                }
+            }
+            on_tx!(tx.reborrow(), conn => {
                 sqlx::query(
                     "DELETE FROM message_thread_contexts WHERE thread_id = $1 \
                      AND ($2 IS NULL OR context <> $2)")
@@ -263,8 +254,9 @@ pub struct NewThread {
     pub owner_id: String,
 }
 
-/// Create a thread. An open one first claims its context in the same transaction; the
-/// primary key of the claims decides between concurrent creations.
+/// Create a thread. An open one claims its context in the same transaction; the primary key
+/// of the claims decides between concurrent creations. `Conflict` names the holder, which
+/// may hold the claim stale (see `Conversations::create_thread`).
 pub async fn create_thread(db: &Db, new: &NewThread) -> Result<Created, StoreError> {
     let now = now_ms();
     let context = context_key(
@@ -290,22 +282,10 @@ pub async fn create_thread(db: &Db, new: &NewThread) -> Result<Created, StoreErr
             .execute(&mut *tx)
             .await?;
         if new.is_open {
-            let claimed = sqlx::query(
-                "INSERT INTO message_thread_contexts (context, thread_id) VALUES ($1, $2) \
-                 ON CONFLICT (context) DO NOTHING")
-                .bind(&context)
-                .bind(&new.id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if claimed == 0 {
-                let existing: String = sqlx::query_scalar(
-                    "SELECT thread_id FROM message_thread_contexts WHERE context = $1")
-                    .bind(&context)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let holder = upsert_claim(super::journal::to_tx(&mut tx), &context, &new.id).await?;
+            if holder != new.id {
                 tx.rollback().await?;
-                return Ok(Created::Conflict(existing));
+                return Ok(Created::Conflict(holder));
             }
         }
         tx.commit().await?;
@@ -318,48 +298,42 @@ pub async fn create_thread(db: &Db, new: &NewThread) -> Result<Created, StoreErr
     }
 }
 
-/// What claiming a context found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// Claimed now: release it if the change it is for does not happen.
-    Taken,
-    /// The thread held it already.
-    Held,
-    /// Another open thread holds it.
-    HeldBy(String),
+/// Claim a context for a thread unless another holds it; the holder either way. One
+/// statement, so a concurrent release cannot fall between the claim and the answer.
+async fn upsert_claim(tx: Tx<'_>, context: &str, thread_id: &str) -> Result<String, sqlx::Error> {
+    Ok(on_tx!(tx, conn => sqlx::query_scalar(
+        "INSERT INTO message_thread_contexts (context, thread_id) VALUES ($1, $2) \
+         ON CONFLICT (context) DO UPDATE SET context = excluded.context RETURNING thread_id")
+        .bind(context)
+        .bind(thread_id)
+        .fetch_one(&mut *conn)
+        .await?))
 }
 
-/// Claim a context for a thread that is about to be reopened or moved to it.
-pub async fn claim_context(db: &Db, context: &str, thread_id: &str) -> Result<Claim, StoreError> {
-    let (inserted, holder): (u64, Option<String>) = on_db!(db, pool => {
-        let inserted = sqlx::query(
-            "INSERT INTO message_thread_contexts (context, thread_id) VALUES ($1, $2) \
-             ON CONFLICT (context) DO NOTHING")
-            .bind(context)
-            .bind(thread_id)
-            .execute(pool)
-            .await?
-            .rows_affected();
-        let holder = sqlx::query_scalar(
-            "SELECT thread_id FROM message_thread_contexts WHERE context = $1")
-            .bind(context)
-            .fetch_optional(pool)
-            .await?;
-        (inserted, holder)
-    });
-    Ok(match holder {
-        _ if inserted > 0 => Claim::Taken,
-        Some(holder) if holder != thread_id => Claim::HeldBy(holder),
-        _ => Claim::Held,
-    })
+/// Claim a context for a thread that is about to be reopened or moved to it: `None` when the
+/// thread holds it now, else the thread that does.
+pub async fn claim_context(
+    db: &Db,
+    context: &str,
+    thread_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let holder: String = on_db!(db, pool => sqlx::query_scalar(
+        "INSERT INTO message_thread_contexts (context, thread_id) VALUES ($1, $2) \
+         ON CONFLICT (context) DO UPDATE SET context = excluded.context RETURNING thread_id")
+        .bind(context)
+        .bind(thread_id)
+        .fetch_one(pool)
+        .await?);
+    Ok((holder != thread_id).then_some(holder))
 }
 
-/// Give up a claim taken by `claim_context` when the change it was for did not happen.
-pub async fn release_claim(db: &Db, context: &str, thread_id: &str) -> Result<(), StoreError> {
+/// Drop a claim its holder no longer needs (it is not open on that context: a claim left by
+/// a change that never happened).
+pub async fn release_stale_claim(db: &Db, context: &str, holder: &str) -> Result<(), StoreError> {
     on_db!(db, pool => {
         sqlx::query("DELETE FROM message_thread_contexts WHERE context = $1 AND thread_id = $2")
             .bind(context)
-            .bind(thread_id)
+            .bind(holder)
             .execute(pool)
             .await?;
     });
@@ -513,21 +487,15 @@ pub async fn threads(
     Ok((rows, total))
 }
 
-/// Messages matching a filter, in thread order (oldest first), and how many match in all.
+/// Messages matching a filter (of one thread), in the thread's order (`seq`, oldest first),
+/// and how many match in all.
 pub async fn messages(
     db: &Db,
     filter: &Filter,
     page: Page,
 ) -> Result<(Vec<MessageRow>, i64), StoreError> {
     let total = count(db, "messages", filter).await?;
-    let rows = select_page!(
-        db,
-        MESSAGE_COLUMNS,
-        "messages",
-        filter,
-        "sent_at, seq, id",
-        page
-    );
+    let rows = select_page!(db, MESSAGE_COLUMNS, "messages", filter, "seq, id", page);
     Ok((rows, total))
 }
 

@@ -39,6 +39,9 @@ use crate::bus::{Delivery, Subscriber, SubscriberId};
 use crate::conversations::{visible_thread, Caller};
 use crate::store::{conversations, ledger, Db, StoreError};
 
+/// The shortest interval between two `typing` events of one connection on one thread.
+const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long the node tries to send a close frame before dropping the connection anyway.
 const CLOSE_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -54,13 +57,15 @@ enum Outbound {
     /// A resumed subscription of this topic is starting: hold its live pushes until its
     /// `Replay` has been sent, so that nothing live overtakes what is replayed.
     Hold(String),
-    /// Send these frames (the `subscribed` answer and the replayed events), record `last` as
-    /// the topic's last sequence number sent, then release the held pushes, dropping those
-    /// already replayed. With `last: None` the topic was not subscribed after all.
+    /// Send these frames (the `subscribed` answer and the replayed events, skipping events
+    /// the client was already sent), raise the topic's last sequence number sent to `last`,
+    /// then release the held pushes (dropping those already sent), or drop them all when
+    /// `keep` is false (the topic was not subscribed after all).
     Replay {
         topic: String,
         frames: Vec<ServerFrame>,
         last: Option<u64>,
+        keep: bool,
     },
 }
 
@@ -218,15 +223,27 @@ async fn write_loop(writer: Writer, opening: Opening) {
                     topic,
                     frames,
                     last,
+                    keep,
                 } => {
                     let released = held.remove(&topic).unwrap_or_default();
+                    let already = sent.last_seq.get(&topic).copied();
                     for frame in frames {
+                        if let ServerFrame::Event(push) = &frame {
+                            if push.seq.zip(already).is_some_and(|(seq, last)| seq <= last) {
+                                continue;
+                            }
+                        }
                         if !send(&mut session, codec, codec.encode(&frame)).await {
                             return false;
                         }
                     }
-                    let Some(last) = last else { return true };
-                    sent.last_seq.insert(topic, last);
+                    if let Some(last) = last {
+                        let entry = sent.last_seq.entry(topic).or_insert(last);
+                        *entry = (*entry).max(last);
+                    }
+                    if !keep {
+                        return true;
+                    }
                     for push in released {
                         if sent.is_fresh(&push) {
                             let frame = ServerFrame::Event((*push).clone());
@@ -586,6 +603,7 @@ pub(super) async fn run(
         topics: HashSet::from([own_topic]),
         wallet_ops: Arc::new(Semaphore::new(wallet_ops::WALLET_OPS_IN_FLIGHT_MAX)),
         watched: HashSet::new(),
+        typed: HashMap::new(),
     };
     reader.run(&mut stream, &done).await;
     gateway.bus.unsubscribe_all(subscriber).await;
@@ -610,6 +628,8 @@ struct Reader {
     wallet_ops: Arc<Semaphore>,
     /// Threads this connection watches as a participant (for presence).
     watched: HashSet<String>,
+    /// When this connection last sent `typing` per watched thread.
+    typed: HashMap<String, Instant>,
 }
 
 impl Reader {
@@ -661,6 +681,8 @@ impl Reader {
                     if !self.on_message(message).await {
                         return;
                     }
+                    // A long op (subscribing to every thread) is not the client's silence.
+                    idle.as_mut().reset(Instant::now() + idle_timeout);
                 }
             }
         }
@@ -725,6 +747,7 @@ impl Reader {
                     self.gateway.bus.unsubscribe(&topic, self.subscriber).await;
                     self.queue(Outbound::Forget(topic.clone()));
                     if let Some(thread_id) = topic.strip_prefix("thread:") {
+                        self.typed.remove(thread_id);
                         if self.watched.remove(thread_id) {
                             self.gateway.unwatch(thread_id, &self.user_id).await;
                         }
@@ -739,11 +762,11 @@ impl Reader {
             | ClientFrame::RequestPayment { .. }
             | ClientFrame::RejectPayment { .. }
             | ClientFrame::CancelRequest { .. }) => self.wallet_op(frame),
+            ClientFrame::Typing { id, thread_id } => self.typing(id, thread_id).await,
             frame @ (ClientFrame::PostMessage { .. }
             | ClientFrame::EditMessage { .. }
             | ClientFrame::HideMessage { .. }
-            | ClientFrame::MarkRead { .. }
-            | ClientFrame::Typing { .. }) => self.message_op(frame),
+            | ClientFrame::MarkRead { .. }) => self.message_op(frame),
         }
     }
 
@@ -823,6 +846,7 @@ impl Reader {
                 topic,
                 frames: Vec::new(),
                 last: None,
+                keep: false,
             });
             return;
         }
@@ -837,14 +861,21 @@ impl Reader {
             Ok(resumed) => resumed,
             Err(error) => {
                 tracing::error!(%error, "could not read a thread's events to resume it");
+                // A subscription made for this resume is undone (nothing of the topic is
+                // sent: a retry starts clean); a topic that was live stays live, unchanged.
+                if fresh {
+                    self.gateway.bus.unsubscribe(&topic, self.subscriber).await;
+                    self.topics.remove(&topic);
+                }
                 self.queue(Outbound::Replay {
-                    topic: topic.clone(),
+                    topic,
                     frames: vec![ServerFrame::Error {
                         id,
                         code: ErrorCode::Internal,
-                        message: "resume failed; retry".into(),
+                        message: "resume failed; nothing was subscribed; retry".into(),
                     }],
-                    last: Some(since),
+                    last: None,
+                    keep: !fresh,
                 });
                 return;
             }
@@ -867,6 +898,7 @@ impl Reader {
             topic,
             frames,
             last: Some(last),
+            keep: true,
         });
         self.watch(&thread).await;
     }
@@ -894,6 +926,40 @@ impl Reader {
                     online: true,
                 },
             }));
+        }
+    }
+
+    /// A typing indicator: for a thread this connection watches as a participant (subscribe
+    /// first), at most one per [`TYPING_INTERVAL`] per thread; more are dropped silently, so
+    /// a client cannot flood the other participant.
+    async fn typing(&mut self, id: Option<String>, thread_id: String) {
+        if !self.watched.contains(&thread_id) {
+            self.error(
+                id,
+                ErrorCode::Forbidden,
+                "subscribe to the thread as its guest or host first",
+            );
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .typed
+            .get(&thread_id)
+            .is_some_and(|at| now.duration_since(*at) < TYPING_INTERVAL)
+        {
+            return;
+        }
+        self.typed.insert(thread_id.clone(), now);
+        let push = Push {
+            topic: format!("thread:{thread_id}"),
+            seq: None,
+            event: Event::Typing {
+                thread_id,
+                user_id: self.user_id.clone(),
+            },
+        };
+        if let Err(error) = self.gateway.bus.publish(push).await {
+            tracing::warn!(%error, "could not publish a typing indicator");
         }
     }
 

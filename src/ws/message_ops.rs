@@ -1,5 +1,5 @@
 //! Conversation ops over the WebSocket: `post_message`, `edit_message`, `hide_message`,
-//! `mark_read` and `typing`, with the semantics of their REST twins in the messaging API
+//! and `mark_read` (`typing` is the reader's own: see `connection.rs`), with the semantics of their REST twins in the messaging API
 //! (`src/api/marketplace/messaging.rs`): the same service calls ([`Conversations`]), the same
 //! access rules, and the same idempotency for posts: the frame `id` is the key, per sender,
 //! shared with REST's `Idempotency-Key`.
@@ -9,11 +9,10 @@ use actors::conversation::{Draft, MessageChanges, MessageType};
 use actors::IdempotencyKey;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use protocol::{ClientFrame, ErrorCode, Event, Push, ServerFrame};
+use protocol::{ClientFrame, ErrorCode, ServerFrame};
 
-use super::thread_topic;
 use crate::api::AppState;
-use crate::conversations::{visible_thread, Caller, MsgError};
+use crate::conversations::{Caller, MsgError};
 
 /// The longest message accepted, in characters (as over REST).
 pub const CONTENT_CHARS_MAX: usize = 10_000;
@@ -213,34 +212,6 @@ pub(super) fn prepare(
                     Err(failure) => failed(id, &failure),
                 },
             )
-        }
-        .boxed()),
-        ClientFrame::Typing { id, thread_id } => Ok(async move {
-            let caller = Caller {
-                user_id: &me,
-                admin,
-            };
-            match visible_thread(&state.db, caller, &thread_id).await {
-                Ok(thread) if thread.is_participant(&me) => {
-                    let push = Push {
-                        topic: thread_topic(&thread_id),
-                        seq: None,
-                        event: Event::Typing {
-                            thread_id,
-                            user_id: me,
-                        },
-                    };
-                    if let Err(e) = state.bus.publish(push).await {
-                        tracing::warn!(error = %e, "could not publish a typing indicator");
-                    }
-                    None
-                }
-                Ok(_) => Some(failed(
-                    id,
-                    &MsgError::Forbidden("only the thread's guest and host type in it"),
-                )),
-                Err(failure) => Some(failed(id, &failure)),
-            }
         }
         .boxed()),
         other => Err(Box::new(error(

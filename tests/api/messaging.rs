@@ -666,6 +666,21 @@ async fn read_marks_and_edits_reach_the_other_participant() {
     let (_, posted) = post(&node, &guest, &thread_id, "hi").await;
     let (seq, _) = next_message(&mut guest_device).await;
     let mut host_device = node.ws(&host.token).await;
+    // Typing needs the thread subscribed; an unsubscribed connection is refused.
+    host_device
+        .send(&ClientFrame::Typing {
+            id: Some("t0".into()),
+            thread_id: thread_id.clone(),
+        })
+        .await;
+    assert!(matches!(
+        answer(&mut host_device).await,
+        ServerFrame::Error {
+            code: protocol::ErrorCode::Forbidden,
+            ..
+        }
+    ));
+    subscribe(&mut host_device, &thread_id, None).await;
     host_device
         .send(&ClientFrame::MarkRead {
             id: Some("r".into()),
@@ -695,21 +710,39 @@ async fn read_marks_and_edits_reach_the_other_participant() {
     )
     .await;
     assert_eq!(stored["message"]["isRead"], true, "the read mark is stored");
+    // A burst of typing is one indicator; the post after it arrives behind it.
+    for _ in 0..5 {
+        host_device
+            .send(&ClientFrame::Typing {
+                id: None,
+                thread_id: thread_id.clone(),
+            })
+            .await;
+    }
     host_device
-        .send(&ClientFrame::Typing {
-            id: None,
+        .send(&ClientFrame::PostMessage {
+            id: Some("after-typing".into()),
             thread_id: thread_id.clone(),
+            content: "typed".into(),
+            message_type: None,
+            media_url: None,
         })
         .await;
+    let mut typing = 0;
     loop {
         if let Some(ServerFrame::Event(push)) = guest_device.recv_skipping_heartbeats().await {
-            if let Event::Typing { user_id, .. } = push.event {
-                assert_eq!(user_id, host.id);
-                assert_eq!(push.seq, None, "typing is ephemeral");
-                break;
+            match push.event {
+                Event::Typing { user_id, .. } => {
+                    assert_eq!(user_id, host.id);
+                    assert_eq!(push.seq, None, "typing is ephemeral");
+                    typing += 1;
+                }
+                Event::MessagePosted { message } if message.content == "typed" => break,
+                _ => {}
             }
         }
     }
+    assert_eq!(typing, 1, "typing is throttled per connection and thread");
 }
 
 #[actix_web::test]
@@ -1239,4 +1272,63 @@ async fn malformed_conversation_frames_are_refused_and_the_connection_stays() {
             id: Some("still".into())
         }
     );
+}
+
+/// A reopen and a move of one thread at the same time: whatever their order, the thread ends
+/// open on the new context and holds exactly that one, so a second open thread there is
+/// refused and the old context is free.
+#[actix_web::test]
+async fn concurrent_reopen_and_move_leave_exactly_one_open_thread_per_context() {
+    let node = spawn_node().await;
+    for round in 0..5 {
+        let (guest, host) = (node.user().await, node.user().await);
+        let id = thread(&node, &guest, &host).await;
+        let path = format!("/messaging-api/v1/messagethreads/{id}");
+        let (status, _) = send(
+            &node,
+            reqwest::Method::PATCH,
+            &path,
+            &guest.token,
+            Some(json!({"isOpen": false})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let listing = format!("listing-{round}");
+        let (reopen, moved) = tokio::join!(
+            send(
+                &node,
+                reqwest::Method::PATCH,
+                &path,
+                &guest.token,
+                Some(json!({"isOpen": true}))
+            ),
+            send(
+                &node,
+                reqwest::Method::PATCH,
+                &path,
+                &host.token,
+                Some(json!({"listingId": listing}))
+            ),
+        );
+        assert_eq!((reopen.0, moved.0), (200, 200), "{reopen:?} {moved:?}");
+        let (_, now) = send(&node, reqwest::Method::GET, &path, &guest.token, None).await;
+        assert_eq!(now["messageThread"]["isOpen"], true);
+        assert_eq!(now["messageThread"]["listingId"], listing.as_str());
+        let create = |listing: Option<&str>| {
+            send(
+                &node,
+                reqwest::Method::POST,
+                "/messaging-api/v1/messagethreads",
+                &guest.token,
+                Some(json!({"guestId": guest.id, "hostId": host.id, "listingId": listing})),
+            )
+        };
+        let (status, body) = create(Some(&listing)).await;
+        assert_eq!(status, 409, "round {round}: {body}");
+        let (status, body) = create(None).await;
+        assert_eq!(
+            status, 201,
+            "round {round}: the old context is free: {body}"
+        );
+    }
 }

@@ -248,18 +248,14 @@ pub async fn create_thread(
         is_open: body.is_open.unwrap_or(true),
         owner_id: me.user_id().to_owned(),
     };
-    match store::create_thread(&state.db, &new).await? {
-        store::Created::Thread(row) => {
-            state
-                .gateway
-                .thread_created(&row.id, &row.guest_id, &row.host_id)
-                .await;
-            Ok(Envelope::new(&req, Some(&me), "messageThread")
-                .action("create")
-                .one(thread_view(&row)))
-        }
-        store::Created::Conflict(existing) => Err(MsgError::Conflict(existing).into()),
-    }
+    let row = state.conversations.create_thread(&state.db, &new).await?;
+    state
+        .gateway
+        .thread_created(&row.id, &row.guest_id, &row.host_id)
+        .await;
+    Ok(Envelope::new(&req, Some(&me), "messageThread")
+        .action("create")
+        .one(thread_view(&row)))
 }
 
 /// One thread: its guest, its host, or an admin (404 for anyone else).
