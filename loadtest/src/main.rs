@@ -1,1 +1,73 @@
-fn main() {}
+//! The load generator's binary: parse the command line, run one scenario against a node on
+//! this machine, print the summary, write the reports, exit 1 if a check failed.
+
+mod cli;
+mod client;
+mod procfs;
+mod progress;
+mod report;
+mod scenarios;
+mod setup;
+mod stats;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Scenario};
+use scenarios::Common;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("loadtest: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Scenario::Summarize(args) = &cli.scenario {
+        let dir = args.from.clone().unwrap_or_else(|| cli.report_dir.clone());
+        out(&scenarios::summarize::render(&scenarios::summarize::load(
+            &dir,
+        )?));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let common = Common {
+        target: target::parse_target(&cli.url)?,
+        codec: cli.codec.into(),
+        setup_concurrency: cli.setup_concurrency.max(1),
+        smoke: cli.smoke,
+    };
+    let mut report = match cli.scenario {
+        Scenario::Payments(args) => scenarios::payments::run(&common, args).await?,
+        Scenario::Fanout(args) => scenarios::fanout::run(&common, args).await?,
+        Scenario::Resume(args) => scenarios::resume::run(&common, args).await?,
+        Scenario::Connections(args) => scenarios::connections::run(&common, args).await?,
+        Scenario::ReferencePayments(args) => scenarios::reference::run(cli.smoke, args).await?,
+        Scenario::Summarize(_) => return Ok(ExitCode::SUCCESS),
+    };
+    report.label = cli.label;
+    report.param("smoke", cli.smoke);
+    out(&report::render_summary(&report));
+    let (json, md) = report::write(&report, &cli.report_dir)?;
+    out(&format!("  reports: {} {}\n", json.display(), md.display()));
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Print to stdout; a closed stdout (`| head`) is not an error worth a panic.
+fn out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}

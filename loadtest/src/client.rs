@@ -1,0 +1,350 @@
+//! Talking to the node as its clients do: REST for accounts, money in and threads, the
+//! WebSocket protocol (`protocol` crate frames in the chosen codec) for everything live.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ClientFrame, Codec, ServerFrame};
+use serde_json::{json, Value};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::target::Target;
+
+/// How long one REST call or one WebSocket handshake may take before the run gives up on it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The password every load-test user gets: the users are throwaway, on a throwaway node.
+const PASSWORD: &str = "loadtest password 1";
+
+/// A registered, logged-in user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+/// The node's REST side.
+#[derive(Clone)]
+pub struct Rest {
+    http: reqwest::Client,
+    target: Target,
+}
+
+impl Rest {
+    pub fn new(target: &Target) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            // Nothing may lead the load off loopback: no redirect, no proxy from the environment.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .pool_max_idle_per_host(64)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Rest {
+            http,
+            target: target.clone(),
+        })
+    }
+
+    fn url(&self, path: &str) -> anyhow::Result<reqwest::Url> {
+        self.target.http.join(path).context("joining a path")
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.http.post(self.url(path)?).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    /// `GET /health`: is a node there at all?
+    pub async fn health(&self) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .get(self.url("/health")?)
+            .send()
+            .await
+            .with_context(|| format!("no node answers at {}", self.target.http))?;
+        if !response.status().is_success() {
+            bail!(
+                "{} /health answered {}",
+                self.target.http,
+                response.status()
+            );
+        }
+        Ok(())
+    }
+
+    /// Register a user (`POST /auth-api/v1/registeruser`) and log in (`POST /auth-api/login`).
+    pub async fn user(&self, email: &str) -> anyhow::Result<User> {
+        let (status, body) = self
+            .post(
+                "/auth-api/v1/registeruser",
+                None,
+                &json!({"email": email, "password": PASSWORD, "fullname": "Load Test"}),
+            )
+            .await?;
+        if status != 201 {
+            bail!("registering {email}: HTTP {status} {body}");
+        }
+        let (status, body) = self
+            .post(
+                "/auth-api/login",
+                None,
+                &json!({"username": email, "password": PASSWORD}),
+            )
+            .await?;
+        if status != 200 {
+            bail!("logging in {email}: HTTP {status} {body}");
+        }
+        let field = |name: &str| {
+            body[name]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("login answer without {name}: {body}"))
+        };
+        Ok(User {
+            id: field("userId")?,
+            token: field("accessToken")?,
+        })
+    }
+
+    /// Evergreen `deposit` of whole credits, with `meta` as the Evergreen clients send it.
+    pub async fn deposit(&self, user: &User, amount: u64, request_id: &str) -> anyhow::Result<()> {
+        let body = json!({
+            "meta": {
+                "uuid": "loadtest",
+                "client_version": "1.0",
+                "request_id": request_id,
+                "evg_auth_token": user.token,
+            },
+            "amount": amount.to_string(),
+        });
+        let (status, answer) = self.post("/rest/v01/deposit", None, &body).await?;
+        if status != 200 || answer["status"] != "success" {
+            bail!("deposit for {}: HTTP {status} {answer}", user.id);
+        }
+        Ok(())
+    }
+
+    /// A thread between a guest and a host (`POST /messaging-api/v1/messagethreads`).
+    pub async fn thread(&self, guest: &User, host: &User) -> anyhow::Result<String> {
+        let (status, body) = self
+            .post(
+                "/messaging-api/v1/messagethreads",
+                Some(&guest.token),
+                &json!({"guestId": guest.id, "hostId": host.id, "isOpen": true}),
+            )
+            .await?;
+        if status != 201 {
+            bail!("creating a thread: HTTP {status} {body}");
+        }
+        body["messageThread"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("thread answer without an id: {body}"))
+    }
+}
+
+/// One WebSocket connection speaking the node's protocol.
+pub struct Ws {
+    stream: WebSocketStream<TcpStream>,
+    pub codec: Codec,
+    /// Frames the codec could not read (for example an event kind newer than this build).
+    pub undecodable: u64,
+}
+
+/// What [`Ws::recv`] got.
+pub enum Received {
+    Frame(Box<ServerFrame>),
+    /// The connection ended, with the close code if the node sent one.
+    Closed(Option<u16>),
+}
+
+impl Ws {
+    /// Open `/ws` with the token in the query (and `since` when resuming the user topic),
+    /// from `source` when given (a loopback address to bind), and read `hello`.
+    pub async fn connect(
+        target: &Target,
+        codec: Codec,
+        token: &str,
+        source: Option<IpAddr>,
+    ) -> anyhow::Result<Ws> {
+        let mut url = target.ws.clone();
+        url.query_pairs_mut().append_pair("access_token", token);
+        let mut request = url.as_str().into_client_request()?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(codec.subprotocol()),
+        );
+        let tcp = tcp_connect(target.socket_addr, source).await?;
+        let (stream, _response) = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            tokio_tungstenite::client_async(request, tcp),
+        )
+        .await
+        .context("WebSocket handshake timed out")?
+        .context("WebSocket handshake")?;
+        let mut ws = Ws {
+            stream,
+            codec,
+            undecodable: 0,
+        };
+        match ws.recv_timeout(REQUEST_TIMEOUT).await? {
+            Received::Frame(frame) if matches!(*frame, ServerFrame::Hello(_)) => Ok(ws),
+            Received::Frame(other) => bail!("expected hello, got {other:?}"),
+            Received::Closed(code) => bail!("closed before hello (code {code:?})"),
+        }
+    }
+
+    /// Queue a frame without flushing (see [`Ws::flush`]).
+    pub async fn feed(&mut self, frame: &ClientFrame) -> anyhow::Result<()> {
+        let message = self.message(frame)?;
+        self.stream.feed(message).await.context("sending a frame")
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.stream.flush().await.context("flushing frames")
+    }
+
+    pub async fn send(&mut self, frame: &ClientFrame) -> anyhow::Result<()> {
+        let message = self.message(frame)?;
+        self.stream.send(message).await.context("sending a frame")
+    }
+
+    fn message(&self, frame: &ClientFrame) -> anyhow::Result<Message> {
+        let bytes = self.codec.encode(frame);
+        Ok(if self.codec.is_text() {
+            Message::text(String::from_utf8(bytes).context("JSON frames are UTF-8")?)
+        } else {
+            Message::binary(bytes)
+        })
+    }
+
+    /// The next protocol frame, skipping WebSocket control frames (the library answers pings
+    /// while it reads) and heartbeats. Frames the codec cannot read are counted and skipped.
+    pub async fn recv(&mut self) -> anyhow::Result<Received> {
+        loop {
+            let Some(message) = self.stream.next().await else {
+                return Ok(Received::Closed(None));
+            };
+            let bytes = match message {
+                Ok(Message::Text(text)) => text.as_bytes().to_vec(),
+                Ok(Message::Binary(bytes)) => bytes.to_vec(),
+                Ok(Message::Close(frame)) => {
+                    return Ok(Received::Closed(frame.map(|f| u16::from(f.code))))
+                }
+                Ok(_) => continue,
+                Err(error) => {
+                    use tokio_tungstenite::tungstenite::Error;
+                    return match error {
+                        Error::ConnectionClosed | Error::AlreadyClosed => {
+                            Ok(Received::Closed(None))
+                        }
+                        Error::Protocol(_) | Error::Io(_) => Ok(Received::Closed(None)),
+                        other => Err(other).context("reading a frame"),
+                    };
+                }
+            };
+            match self.codec.decode::<ServerFrame>(&bytes) {
+                Ok(ServerFrame::Heartbeat { .. }) => continue,
+                Ok(frame) => return Ok(Received::Frame(Box::new(frame))),
+                Err(_) => self.undecodable += 1,
+            }
+        }
+    }
+
+    pub async fn recv_timeout(&mut self, wait: Duration) -> anyhow::Result<Received> {
+        tokio::time::timeout(wait, self.recv())
+            .await
+            .context("no frame from the node in time")?
+    }
+
+    /// Read until the answer to `id` arrives, handing every other frame to `other`.
+    pub async fn answer(
+        &mut self,
+        id: &str,
+        wait: Duration,
+        mut other: impl FnMut(ServerFrame),
+    ) -> anyhow::Result<ServerFrame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv_timeout(left).await? {
+                Received::Frame(frame) if answer_id(&frame) == Some(id) => return Ok(*frame),
+                Received::Frame(frame) => other(*frame),
+                Received::Closed(code) => bail!("closed (code {code:?}) while waiting for {id}"),
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}
+
+/// The request id an answer echoes.
+pub fn answer_id(frame: &ServerFrame) -> Option<&str> {
+    match frame {
+        ServerFrame::Pong { id }
+        | ServerFrame::Subscribed { id, .. }
+        | ServerFrame::Unsubscribed { id, .. }
+        | ServerFrame::Error { id, .. }
+        | ServerFrame::Posted { id, .. }
+        | ServerFrame::Ack { id, .. } => id.as_deref(),
+        ServerFrame::Wallet(answer) => answer.id.as_deref(),
+        ServerFrame::Hello(_) | ServerFrame::Event(_) | ServerFrame::Heartbeat { .. } => None,
+    }
+}
+
+/// A TCP connection to the node, from a chosen loopback source address when given (each
+/// source address has its own ephemeral port range, which is how one machine opens more than
+/// ~28,000 connections to one port).
+async fn tcp_connect(node: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
+    let socket = match node {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = source {
+        if !crate::target::is_loopback_ip(ip) {
+            bail!("refusing source address {ip}: not loopback");
+        }
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .with_context(|| format!("binding {ip}"))?;
+    }
+    let stream = tokio::time::timeout(REQUEST_TIMEOUT, socket.connect(node))
+        .await
+        .context("TCP connect timed out")?
+        .with_context(|| format!("connecting to {node}"))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A unique, short prefix for this run's names (emails, request ids): the process id and the
+/// clock, so two runs against one node never collide.
+pub fn run_prefix() -> String {
+    format!(
+        "lt{}x{}",
+        std::process::id(),
+        crate::report::unix_ms() % 1_000_000_000
+    )
+}

@@ -1,0 +1,192 @@
+//! `connections`: open N authenticated WebSocket connections, spread over users (the node
+//! allows 16 per user) and over loopback source addresses (each has its own ephemeral port
+//! range), hold them idle, and read the node's memory and CPU from `/proc/<pid>`.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::client::{Received, Rest, Ws};
+use crate::report::Report;
+use crate::scenarios::Common;
+use crate::stats::{self, Recorder};
+use crate::{procfs, progress, setup, target};
+
+/// Connections one source address is given: below the usual ephemeral range (28,232 ports).
+const PER_SOURCE_MAX: usize = 25_000;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionsArgs {
+    /// Connections to open and hold.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Connections per user (the node's WS_CONNECTIONS_PER_USER_MAX, 16 by default).
+    #[arg(long, default_value_t = 16)]
+    pub per_user: usize,
+    /// Loopback source addresses (127.0.0.2 …); 0: as many as the count needs.
+    #[arg(long, default_value_t = 0)]
+    pub sources: usize,
+    /// How long to hold the connections once all are open.
+    #[arg(long, default_value_t = 30)]
+    pub hold_secs: u64,
+    /// The node's process id, to read its memory (VmRSS) and CPU from /proc.
+    #[arg(long)]
+    pub node_pid: Option<u32>,
+    /// Handshakes in flight while connecting.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+}
+
+impl ConnectionsArgs {
+    pub fn smoke(&mut self) {
+        self.connections = 200;
+        self.per_user = 16;
+        self.sources = 2;
+        self.hold_secs = 2;
+        self.connect_concurrency = 64;
+    }
+}
+
+/// Source addresses needed so that none carries more than [`PER_SOURCE_MAX`].
+pub fn sources_needed(connections: usize, asked: usize) -> usize {
+    if asked > 0 {
+        asked
+    } else {
+        connections.div_ceil(PER_SOURCE_MAX).max(1)
+    }
+}
+
+pub async fn run(common: &Common, mut args: ConnectionsArgs) -> anyhow::Result<Report> {
+    if common.smoke {
+        args.smoke();
+    }
+    if args.connections == 0 || args.per_user == 0 {
+        bail!("--connections and --per-user must be at least 1");
+    }
+    let sources = target::source_addresses(sources_needed(args.connections, args.sources))?;
+    let users_needed = args.connections.div_ceil(args.per_user);
+    let mut report = Report::new("connections");
+    report.param("codec", common.codec_name());
+    report.param("connections", args.connections as u64);
+    report.param("users", users_needed as u64);
+    report.param("source_addresses", sources.len() as u64);
+    report.param("hold_secs", args.hold_secs);
+    report.param("node_pid", args.node_pid.map(u64::from));
+
+    let rest = Rest::new(&common.target)?;
+    rest.health().await?;
+    let prefix = crate::client::run_prefix();
+    let users = setup::users(&rest, users_needed, &prefix, common.setup_concurrency).await?;
+    let before = args.node_pid.map(procfs::sample).transpose()?;
+
+    let handshakes = stats::shared();
+    let closed_early = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let opened = {
+        let handshakes = &handshakes;
+        let (users, sources) = (&users, &sources);
+        let closed_early = &closed_early;
+        let stop_rx = &stop_rx;
+        setup::each(
+            args.connections,
+            args.connect_concurrency,
+            "connections",
+            |n| {
+                let token = users[n / args.per_user].token.clone();
+                let source = IpAddr::V4(sources[n % sources.len()]);
+                let target = common.target.clone();
+                let mut recorder = Recorder::new(handshakes);
+                let (closed_early, mut stop) = (Arc::clone(closed_early), stop_rx.clone());
+                async move {
+                    let begun = Instant::now();
+                    let mut ws = Ws::connect(&target, common.codec, &token, Some(source))
+                        .await
+                        .with_context(|| format!("connection {n} from {source}"))?;
+                    recorder.record(begun.elapsed());
+                    drop(recorder);
+                    // Hold: read (which answers the node's pings) until told to stop.
+                    Ok(tokio::spawn(async move {
+                        loop {
+                            tokio::select! {
+                                _ = stop.changed() => break,
+                                got = ws.recv() => match got {
+                                    Ok(Received::Frame(_)) => continue,
+                                    _ => {
+                                        closed_early.fetch_add(1, Ordering::Relaxed);
+                                        return;
+                                    }
+                                },
+                            }
+                        }
+                        ws.close().await;
+                    }))
+                }
+            },
+        )
+        .await
+    };
+    let connect_elapsed = started.elapsed();
+    let holders = match opened {
+        Ok(holders) => holders,
+        Err(error) => {
+            let _ = stop_tx.send(true);
+            return Err(error);
+        }
+    };
+    let after_connect = args.node_pid.map(procfs::sample).transpose()?;
+    let bar = progress::bar(args.hold_secs, "holding (s)");
+    for _ in 0..args.hold_secs {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let after_hold = args.node_pid.map(procfs::sample).transpose()?;
+    let _ = stop_tx.send(true);
+    for holder in holders {
+        let _ = holder.await;
+    }
+
+    let n = args.connections as u64;
+    report.metric("connections_open", n as f64, "connections");
+    report.metric("connects_per_sec", stats::rate(n, connect_elapsed), "1/s");
+    report
+        .latencies
+        .push(stats::summary_of(&handshakes, "connect + upgrade + hello"));
+    if let (Some(b), Some(c), Some(h)) = (before, after_connect, after_hold) {
+        report.metric("node_rss_before", b.rss_kib as f64, "KiB");
+        report.metric("node_rss_held", h.rss_kib as f64, "KiB");
+        let per = h.rss_kib.saturating_sub(b.rss_kib) as f64 / n as f64;
+        report.metric("node_rss_per_connection", per, "KiB");
+        report.metric(
+            "node_idle_cpu",
+            procfs::cpu_share(&c, &h) * 100.0,
+            "% of a core",
+        );
+    }
+    let closed = closed_early.load(Ordering::Relaxed);
+    report.check(
+        "every connection stayed open while held",
+        closed == 0,
+        format!("{closed} of {n} closed early"),
+    );
+    report.elapsed_secs = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_cover_the_count() {
+        assert_eq!(sources_needed(10, 0), 1);
+        assert_eq!(sources_needed(25_000, 0), 1);
+        assert_eq!(sources_needed(25_001, 0), 2);
+        assert_eq!(sources_needed(100_000, 0), 4);
+        assert_eq!(sources_needed(100_000, 7), 7);
+    }
+}

@@ -1,0 +1,370 @@
+//! `fanout`: threads of two participants (a guest and a host), each on several devices, every
+//! device subscribed to its thread; both participants post, and every device must receive
+//! every message of its thread once, in order. Latency is from the client's send instant,
+//! written into the message, to its delivery on each device: one process, one clock.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use protocol::{ClientFrame, ErrorCode, Event, ServerFrame};
+
+use crate::client::{Received, Rest, Ws};
+use crate::report::Report;
+use crate::scenarios::{micros_since_origin, parse_stamp, stamp, Common, SeqAudit};
+use crate::stats::{self, Recorder};
+use crate::{progress, setup};
+
+/// How long deliveries still on their way are awaited after the run's time is up.
+const DRAIN: Duration = Duration::from_secs(15);
+/// Retries of one post after `busy`.
+const BUSY_RETRIES_MAX: u32 = 100;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutArgs {
+    /// Threads (each between a guest and a host: two participants).
+    #[arg(long, default_value_t = 100)]
+    pub threads: usize,
+    /// Devices (connections) per participant; the node allows 16 per user.
+    #[arg(long, default_value_t = 4)]
+    pub devices: usize,
+    /// Messages each participant posts.
+    #[arg(long, default_value_t = 50)]
+    pub messages: u64,
+    /// Posts in flight per posting device (the node allows 16 ops per connection).
+    #[arg(long, default_value_t = 4)]
+    pub in_flight: usize,
+    /// Stop posting after this long, whatever is left.
+    #[arg(long, default_value_t = 120)]
+    pub max_secs: u64,
+}
+
+impl FanoutArgs {
+    pub fn smoke(&mut self) {
+        self.threads = 4;
+        self.devices = 2;
+        self.messages = 10;
+        self.in_flight = 4;
+        self.max_secs = 30;
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.threads == 0 || self.messages == 0 {
+            bail!("--threads and --messages must be at least 1");
+        }
+        if self.devices == 0 || self.devices > 16 {
+            bail!("--devices must be 1 to 16 (the node's default connections per user)");
+        }
+        if self.in_flight == 0 || self.in_flight > super::payments::NODE_IN_FLIGHT_MAX {
+            bail!("--in-flight must be 1 to 16");
+        }
+        Ok(())
+    }
+}
+
+/// One device's part.
+struct Device {
+    ws: Ws,
+    thread_id: String,
+    /// `Some(participant index)` for the device that posts for its participant.
+    poster: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct DeviceOutcome {
+    delivered: u64,
+    posted: u64,
+    audit: SeqAudit,
+    post_errors: HashMap<String, u64>,
+    busy_retries: u64,
+    foreign: u64,
+    ended: Option<String>,
+    last_delivery: Option<Instant>,
+}
+
+pub async fn run(common: &Common, mut args: FanoutArgs) -> anyhow::Result<Report> {
+    if common.smoke {
+        args.smoke();
+    }
+    args.validate()?;
+    let mut report = Report::new("fanout");
+    report.param("codec", common.codec_name());
+    report.param("threads", args.threads as u64);
+    report.param("participants_per_thread", 2u64);
+    report.param("devices_per_participant", args.devices as u64);
+    report.param("messages_per_participant", args.messages);
+    report.param("in_flight_per_poster", args.in_flight as u64);
+    report.param("max_secs", args.max_secs);
+
+    let rest = Rest::new(&common.target)?;
+    rest.health().await?;
+    let run_id = crate::client::run_prefix();
+    let users = setup::users(&rest, args.threads * 2, &run_id, common.setup_concurrency).await?;
+    let threads = setup::each(args.threads, common.setup_concurrency, "threads", |t| {
+        let (rest, guest, host) = (rest.clone(), users[2 * t].clone(), users[2 * t + 1].clone());
+        async move { rest.thread(&guest, &host).await }
+    })
+    .await?;
+    // Device d of participant p of thread t: connection number (t·2 + p)·devices + d.
+    let per_thread = 2 * args.devices;
+    let devices = setup::each(
+        args.threads * per_thread,
+        common.setup_concurrency,
+        "devices",
+        |n| {
+            let t = n / per_thread;
+            let participant = 2 * t + (n % per_thread) / args.devices;
+            let is_poster = n % args.devices == 0;
+            let (target, token, thread_id) = (
+                common.target.clone(),
+                users[participant].token.clone(),
+                threads[t].clone(),
+            );
+            async move {
+                let mut ws = Ws::connect(&target, common.codec, &token, None).await?;
+                subscribe(&mut ws, &thread_id, None).await?;
+                Ok(Device {
+                    ws,
+                    thread_id,
+                    poster: is_poster.then_some(participant),
+                })
+            }
+        },
+    )
+    .await?;
+
+    let deliveries = stats::shared();
+    let acks = stats::shared();
+    let per_device = 2 * args.messages;
+    let expected = per_device * devices.len() as u64;
+    let bar = progress::bar(expected, "deliveries");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.max_secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for device in devices {
+        let ctx = DeviceCtx {
+            run_id: run_id.clone(),
+            args: args.clone(),
+            expected: per_device,
+            deliveries: Recorder::new(&deliveries),
+            acks: Recorder::new(&acks),
+            bar: bar.clone(),
+            deadline,
+        };
+        tasks.spawn(device_task(device, ctx));
+    }
+    let mut outcomes = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        outcomes.push(joined.context("a device task failed")?);
+    }
+    bar.finish_and_clear();
+    let last = outcomes
+        .iter()
+        .filter_map(|o| o.last_delivery)
+        .max()
+        .unwrap_or_else(Instant::now);
+    let elapsed = last.saturating_duration_since(started);
+
+    let delivered: u64 = outcomes.iter().map(|o| o.delivered).sum();
+    let posted: u64 = outcomes.iter().map(|o| o.posted).sum();
+    let gaps: u64 = outcomes.iter().map(|o| o.audit.gaps).sum();
+    let duplicates: u64 = outcomes.iter().map(|o| o.audit.duplicates).sum();
+    let busy: u64 = outcomes.iter().map(|o| o.busy_retries).sum();
+    let foreign: u64 = outcomes.iter().map(|o| o.foreign).sum();
+    let mut errors: HashMap<String, u64> = HashMap::new();
+    for o in &outcomes {
+        for (k, v) in &o.post_errors {
+            *errors.entry(k.clone()).or_default() += v;
+        }
+    }
+    let ended: Vec<String> = outcomes.iter().filter_map(|o| o.ended.clone()).collect();
+    report.metric("messages_posted", posted as f64, "messages");
+    report.metric("deliveries", delivered as f64, "deliveries");
+    report.metric("deliveries_per_sec", stats::rate(delivered, elapsed), "1/s");
+    report.metric("posts_per_sec", stats::rate(posted, elapsed), "1/s");
+    report.metric("busy_retries", busy as f64, "retries");
+    report
+        .latencies
+        .push(stats::summary_of(&deliveries, "publish to delivery"));
+    report.latencies.push(stats::summary_of(&acks, "post ack"));
+    let posts_expected = 2 * args.messages * args.threads as u64;
+    report.check(
+        "every post acknowledged",
+        posted == posts_expected && errors.is_empty(),
+        format!("{posted} of {posts_expected}; errors {errors:?}"),
+    );
+    report.check(
+        "every device got every message of its thread",
+        delivered == expected,
+        format!(
+            "{delivered} of {expected}; unattributed {foreign}; connections ended early: {}",
+            if ended.is_empty() {
+                "none".to_owned()
+            } else {
+                ended.join(", ")
+            }
+        ),
+    );
+    report.check(
+        "no gap and no duplicate",
+        gaps == 0 && duplicates == 0,
+        format!("{gaps} gaps, {duplicates} duplicates"),
+    );
+    report.elapsed_secs = elapsed.as_secs_f64();
+    Ok(report)
+}
+
+/// Subscribe to `thread:<id>` (resuming after `since`) and wait for `subscribed`. Frames
+/// that arrive before the answer are handed back (a resume's replay follows the answer).
+pub async fn subscribe(
+    ws: &mut Ws,
+    thread_id: &str,
+    since: Option<u64>,
+) -> anyhow::Result<Option<protocol::TopicResume>> {
+    ws.send(&ClientFrame::Subscribe {
+        id: Some("sub".into()),
+        topic: format!("thread:{thread_id}"),
+        since,
+    })
+    .await?;
+    match ws
+        .answer("sub", crate::client::REQUEST_TIMEOUT, |_| {})
+        .await?
+    {
+        ServerFrame::Subscribed { resume, .. } => Ok(resume),
+        other => bail!("subscribing to thread {thread_id}: {other:?}"),
+    }
+}
+
+struct DeviceCtx {
+    run_id: String,
+    args: FanoutArgs,
+    expected: u64,
+    deliveries: Recorder,
+    acks: Recorder,
+    bar: indicatif::ProgressBar,
+    deadline: Instant,
+}
+
+async fn device_task(device: Device, mut ctx: DeviceCtx) -> DeviceOutcome {
+    let Device {
+        mut ws,
+        thread_id,
+        poster,
+    } = device;
+    let mut out = DeviceOutcome {
+        audit: SeqAudit::after(0),
+        ..DeviceOutcome::default()
+    };
+    let to_post = if poster.is_some() {
+        ctx.args.messages
+    } else {
+        0
+    };
+    let mut next = 0u64;
+    let mut pending: HashMap<String, (Instant, u32, ClientFrame)> = HashMap::new();
+    loop {
+        let now = Instant::now();
+        let sending = now < ctx.deadline;
+        if let (Some(sender), true) = (poster, sending) {
+            let mut fed = false;
+            while pending.len() < ctx.args.in_flight && next < to_post {
+                let id = format!("{}-f{sender}-{next}", ctx.run_id);
+                let frame = ClientFrame::PostMessage {
+                    id: Some(id.clone()),
+                    thread_id: thread_id.clone(),
+                    content: stamp(&ctx.run_id, sender, next, micros_since_origin()),
+                    message_type: None,
+                    media_url: None,
+                };
+                if ws.feed(&frame).await.is_err() {
+                    out.ended = Some("post failed".into());
+                    break;
+                }
+                fed = true;
+                pending.insert(id, (Instant::now(), 0, frame));
+                next += 1;
+            }
+            if fed && ws.flush().await.is_err() {
+                out.ended.get_or_insert_with(|| "flush failed".into());
+            }
+        }
+        let posting_done = pending.is_empty() && (next >= to_post || !sending);
+        if (out.delivered >= ctx.expected && posting_done) || out.ended.is_some() {
+            break;
+        }
+        let until = if sending {
+            ctx.deadline
+        } else {
+            ctx.deadline + DRAIN
+        };
+        let wait = until
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        let frame = match tokio::time::timeout(wait, ws.recv()).await {
+            Err(_) if sending => continue,
+            Err(_) => break,
+            Ok(Err(error)) => {
+                out.ended = Some(format!("{error:#}"));
+                break;
+            }
+            Ok(Ok(Received::Closed(code))) => {
+                out.ended = Some(format!("closed {code:?}"));
+                break;
+            }
+            Ok(Ok(Received::Frame(frame))) => *frame,
+        };
+        match frame {
+            ServerFrame::Event(push) => {
+                let Event::MessagePosted { message } = push.event else {
+                    continue;
+                };
+                let received_us = micros_since_origin();
+                out.audit.see(push.seq.unwrap_or(message.seq));
+                out.delivered += 1;
+                out.last_delivery = Some(Instant::now());
+                ctx.bar.inc(1);
+                match parse_stamp(&message.content) {
+                    Some((run, _, _, sent_us)) if run == ctx.run_id => ctx
+                        .deliveries
+                        .record(Duration::from_micros(received_us.saturating_sub(sent_us))),
+                    _ => out.foreign += 1,
+                }
+            }
+            ServerFrame::Posted { id: Some(id), .. } => {
+                if let Some((sent_at, _, _)) = pending.remove(&id) {
+                    ctx.acks.record(sent_at.elapsed());
+                    out.posted += 1;
+                }
+            }
+            ServerFrame::Error {
+                id: Some(id),
+                code,
+                message,
+            } => {
+                let Some(entry) = pending.get_mut(&id) else {
+                    continue;
+                };
+                if code == ErrorCode::Busy && entry.1 < BUSY_RETRIES_MAX {
+                    entry.1 += 1;
+                    out.busy_retries += 1;
+                    let frame = entry.2.clone();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    if ws.send(&frame).await.is_err() {
+                        out.ended = Some("resend failed".into());
+                    }
+                } else {
+                    pending.remove(&id);
+                    *out.post_errors
+                        .entry(format!("{code:?}: {message}"))
+                        .or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    ctx.deliveries.flush();
+    ctx.acks.flush();
+    ws.close().await;
+    out
+}

@@ -1,0 +1,518 @@
+//! `payments`: users pay each other over WebSocket, a share of them paying a few hot
+//! merchants; every payment counts once its durable answer (`wallet`) is back. Afterwards each
+//! account's balance is read with `balance` and must be what the acknowledged payments make
+//! it, and all of them together what was deposited.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use protocol::{ClientFrame, ErrorCode, ServerFrame};
+use rand::{Rng, SeedableRng};
+
+use crate::client::{Received, Rest, User, Ws};
+use crate::report::Report;
+use crate::scenarios::Common;
+use crate::stats::{self, Recorder};
+use crate::{progress, setup};
+
+/// The node refuses more than this many ops in flight on one connection (`busy` beyond).
+pub const NODE_IN_FLIGHT_MAX: usize = 16;
+/// How many times one payment is retried after `busy` before it counts as failed.
+const BUSY_RETRIES_MAX: u32 = 100;
+/// How long answers still in flight are awaited after the run's time is up.
+const DRAIN: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PaymentsArgs {
+    /// Paying users (each one WebSocket connection).
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    /// Payments each user makes.
+    #[arg(long, default_value_t = 100)]
+    pub payments_per_user: u64,
+    /// Hot merchant accounts.
+    #[arg(long, default_value_t = 3)]
+    pub hot: usize,
+    /// Share of payments that go to a hot merchant (0 to 1).
+    #[arg(long, default_value_t = 0.2)]
+    pub hot_share: f64,
+    /// Payments in flight per connection (the node allows 16).
+    #[arg(long, default_value_t = 8)]
+    pub in_flight: usize,
+    /// Credits deposited into each user's wallet.
+    #[arg(long, default_value_t = 100_000)]
+    pub deposit: u64,
+    /// Credits per payment.
+    #[arg(long, default_value_t = 1)]
+    pub amount: u64,
+    /// Stop sending after this long, whatever is left.
+    #[arg(long, default_value_t = 120)]
+    pub max_secs: u64,
+}
+
+impl PaymentsArgs {
+    pub fn smoke(&mut self) {
+        self.users = 8;
+        self.payments_per_user = 20;
+        self.hot = 2;
+        self.in_flight = 4;
+        self.deposit = 1_000;
+        self.max_secs = 30;
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.users < 2 {
+            bail!("--users must be at least 2 (someone to pay)");
+        }
+        if !(0.0..=1.0).contains(&self.hot_share) {
+            bail!("--hot-share must be between 0 and 1");
+        }
+        if self.hot_share > 0.0 && self.hot == 0 {
+            bail!("--hot-share needs --hot 1 or more");
+        }
+        if self.in_flight == 0 || self.in_flight > NODE_IN_FLIGHT_MAX {
+            bail!("--in-flight must be 1 to {NODE_IN_FLIGHT_MAX}");
+        }
+        if self.amount == 0 || self.payments_per_user.saturating_mul(self.amount) > self.deposit {
+            bail!("--deposit must cover --payments-per-user × --amount (so no payment is refused for funds)");
+        }
+        Ok(())
+    }
+}
+
+/// What one paying connection did.
+#[derive(Debug, Default)]
+struct Outcome {
+    succeeded: u64,
+    refused: HashMap<String, u64>,
+    errors: HashMap<String, u64>,
+    busy_retries: u64,
+    unanswered: u64,
+    undecodable: u64,
+    closed: Option<String>,
+}
+
+/// Where a payment goes: a hot merchant with probability `hot_share`, else another user.
+pub fn pick_payee(
+    rng: &mut impl Rng,
+    me: usize,
+    users: usize,
+    hot: usize,
+    hot_share: f64,
+) -> Payee {
+    if hot > 0 && rng.gen_bool(hot_share) {
+        return Payee::Hot(rng.gen_range(0..hot));
+    }
+    // Uniform over the other users.
+    let other = rng.gen_range(0..users - 1);
+    Payee::User(if other >= me { other + 1 } else { other })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payee {
+    User(usize),
+    Hot(usize),
+}
+
+pub async fn run(common: &Common, mut args: PaymentsArgs) -> anyhow::Result<Report> {
+    if common.smoke {
+        args.smoke();
+    }
+    args.validate()?;
+    let mut report = Report::new("payments");
+    report.param("codec", common.codec_name());
+    report.param("users", args.users as u64);
+    report.param("payments_per_user", args.payments_per_user);
+    report.param("hot", args.hot as u64);
+    report.param("hot_share", args.hot_share);
+    report.param("in_flight_per_connection", args.in_flight as u64);
+    report.param("deposit", args.deposit);
+    report.param("amount", args.amount);
+    report.param("max_secs", args.max_secs);
+
+    let rest = Rest::new(&common.target)?;
+    rest.health().await?;
+    let prefix = crate::client::run_prefix();
+    let users = setup::users(
+        &rest,
+        args.users,
+        &format!("{prefix}-u"),
+        common.setup_concurrency,
+    )
+    .await?;
+    let merchants = setup::users(
+        &rest,
+        args.hot,
+        &format!("{prefix}-m"),
+        common.setup_concurrency,
+    )
+    .await?;
+    setup::each(users.len(), common.setup_concurrency, "deposits", |i| {
+        let (rest, user) = (rest.clone(), users[i].clone());
+        let request_id = format!("{prefix}-dep-{i}");
+        async move { rest.deposit(&user, args.deposit, &request_id).await }
+    })
+    .await?;
+    let deposited = args.deposit * users.len() as u64;
+    let connections = setup::each(users.len(), common.setup_concurrency, "connect", |i| {
+        let (target, token) = (common.target.clone(), users[i].token.clone());
+        async move { Ws::connect(&target, common.codec, &token, None).await }
+    })
+    .await?;
+
+    // Counts per account of the payments acknowledged as successful, to say afterwards what
+    // each balance must be.
+    let received: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..users.len() + merchants.len())
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
+    let acks = stats::shared();
+    let total = args.payments_per_user * users.len() as u64;
+    let bar = progress::bar(total, "payments");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.max_secs);
+    let payees: Arc<Vec<String>> = Arc::new(
+        users
+            .iter()
+            .chain(merchants.iter())
+            .map(|u| format!("user:{}", u.id))
+            .collect(),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for (me, ws) in connections.into_iter().enumerate() {
+        let ctx = PayerCtx {
+            me,
+            users: users.len(),
+            args: args.clone(),
+            payees: Arc::clone(&payees),
+            received: Arc::clone(&received),
+            recorder: Recorder::new(&acks),
+            bar: bar.clone(),
+            prefix: prefix.clone(),
+            deadline,
+        };
+        tasks.spawn(payer(ws, ctx));
+    }
+    let mut outcomes = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        outcomes.push(joined.context("a paying task failed")?);
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+
+    let mut sums = Outcome::default();
+    for (_, o) in &outcomes {
+        sums.succeeded += o.succeeded;
+        sums.busy_retries += o.busy_retries;
+        sums.unanswered += o.unanswered;
+        sums.undecodable += o.undecodable;
+        for (k, v) in &o.refused {
+            *sums.refused.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.errors {
+            *sums.errors.entry(k.clone()).or_default() += v;
+        }
+    }
+    let closed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(_, o)| o.closed.clone())
+        .collect();
+    let mut sent_by = vec![0u64; users.len()];
+    for (me, o) in &outcomes {
+        sent_by[*me] = o.succeeded;
+    }
+
+    report.metric("payments_acknowledged", sums.succeeded as f64, "payments");
+    report.metric(
+        "payments_per_sec",
+        stats::rate(sums.succeeded, elapsed),
+        "1/s",
+    );
+    report.metric("busy_retries", sums.busy_retries as f64, "retries");
+    report.metric("undecodable_frames", sums.undecodable as f64, "frames");
+    report.latencies.push(stats::summary_of(&acks, "pay ack"));
+    report.check(
+        "every payment acknowledged as success",
+        sums.succeeded == total,
+        format!(
+            "{} of {total}; refused {:?}; errors {:?}; unanswered {}; connections closed: {}",
+            sums.succeeded,
+            sums.refused,
+            sums.errors,
+            sums.unanswered,
+            if closed.is_empty() {
+                "none".to_owned()
+            } else {
+                closed.join(", ")
+            }
+        ),
+    );
+
+    // Balances: every account's `balance`, against what the acknowledged payments make it.
+    let everyone: Vec<User> = users.iter().chain(merchants.iter()).cloned().collect();
+    let balances = setup::each(everyone.len(), common.setup_concurrency, "balances", |i| {
+        let (target, token) = (common.target.clone(), everyone[i].token.clone());
+        async move { balance_hundredths(&target, common.codec, &token).await }
+    })
+    .await?;
+    let scale = 100u128;
+    let mut mismatches = Vec::new();
+    let mut sum: u128 = 0;
+    for (i, actual) in balances.iter().enumerate() {
+        sum += actual;
+        let deposit = if i < users.len() { args.deposit } else { 0 };
+        let spent = sent_by.get(i).copied().unwrap_or(0) * args.amount;
+        let got = received[i].load(Ordering::Relaxed) * args.amount;
+        let expected = u128::from(deposit + got).saturating_sub(u128::from(spent)) * scale;
+        if *actual != expected {
+            mismatches.push(format!(
+                "{}: {} ≠ expected {}",
+                everyone[i].id,
+                *actual as f64 / 100.0,
+                expected as f64 / 100.0
+            ));
+        }
+    }
+    let deposited_hundredths = u128::from(deposited) * scale;
+    report.check(
+        "balances sum to what was deposited",
+        sum == deposited_hundredths,
+        format!("sum {} vs deposited {deposited}", sum as f64 / 100.0),
+    );
+    report.check(
+        "each balance is what its acknowledged payments make it",
+        mismatches.is_empty(),
+        if mismatches.is_empty() {
+            format!("{} accounts checked", balances.len())
+        } else {
+            format!(
+                "{} mismatches: {}",
+                mismatches.len(),
+                mismatches
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        },
+    );
+    report.elapsed_secs = elapsed.as_secs_f64();
+    Ok(report)
+}
+
+struct PayerCtx {
+    me: usize,
+    users: usize,
+    args: PaymentsArgs,
+    payees: Arc<Vec<String>>,
+    received: Arc<Vec<AtomicU64>>,
+    recorder: Recorder,
+    bar: indicatif::ProgressBar,
+    prefix: String,
+    deadline: Instant,
+}
+
+/// One user's connection: keep `in_flight` payments outstanding until all are made.
+async fn payer(mut ws: Ws, mut ctx: PayerCtx) -> (usize, Outcome) {
+    let mut outcome = Outcome::default();
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    // id → (payee index, sent at, busy retries so far)
+    let mut pending: HashMap<String, (usize, Instant, u32, ClientFrame)> = HashMap::new();
+    let mut next = 0u64;
+    let amount = ctx.args.amount.to_string();
+    loop {
+        let now = Instant::now();
+        let sending = now < ctx.deadline;
+        if sending {
+            while pending.len() < ctx.args.in_flight && next < ctx.args.payments_per_user {
+                let payee = match pick_payee(
+                    &mut rng,
+                    ctx.me,
+                    ctx.users,
+                    ctx.args.hot,
+                    ctx.args.hot_share,
+                ) {
+                    Payee::User(u) => u,
+                    Payee::Hot(h) => ctx.users + h,
+                };
+                let id = format!("{}-p{}-{next}", ctx.prefix, ctx.me);
+                let frame = ClientFrame::Pay {
+                    id: Some(id.clone()),
+                    payee: ctx.payees[payee].clone(),
+                    amount: amount.clone(),
+                    currency: None,
+                    description: None,
+                    transaction_id: None,
+                };
+                if let Err(error) = ws.feed(&frame).await {
+                    outcome.closed = Some(format!("user {}: {error:#}", ctx.me));
+                    break;
+                }
+                pending.insert(id, (payee, Instant::now(), 0, frame));
+                next += 1;
+            }
+            if ws.flush().await.is_err() {
+                outcome
+                    .closed
+                    .get_or_insert_with(|| format!("user {}: flush failed", ctx.me));
+            }
+        }
+        if pending.is_empty() && (next >= ctx.args.payments_per_user || !sending) {
+            break;
+        }
+        if outcome.closed.is_some() {
+            break;
+        }
+        let wait = if sending {
+            ctx.deadline.saturating_duration_since(now)
+        } else {
+            (ctx.deadline + DRAIN).saturating_duration_since(now)
+        };
+        let received =
+            match tokio::time::timeout(wait.max(Duration::from_millis(1)), ws.recv()).await {
+                Err(_) if sending => continue,
+                Err(_) => break,
+                Ok(Err(error)) => {
+                    outcome.closed = Some(format!("user {}: {error:#}", ctx.me));
+                    break;
+                }
+                Ok(Ok(Received::Closed(code))) => {
+                    outcome.closed = Some(format!("user {}: closed {code:?}", ctx.me));
+                    break;
+                }
+                Ok(Ok(Received::Frame(frame))) => *frame,
+            };
+        match received {
+            ServerFrame::Wallet(answer) => {
+                let Some((payee, sent_at, _, _)) =
+                    answer.id.as_ref().and_then(|id| pending.remove(id))
+                else {
+                    continue;
+                };
+                ctx.recorder.record(sent_at.elapsed());
+                ctx.bar.inc(1);
+                if answer.status == "success" {
+                    outcome.succeeded += 1;
+                    ctx.received[payee].fetch_add(1, Ordering::Relaxed);
+                } else {
+                    *outcome.refused.entry(answer.status).or_default() += 1;
+                }
+            }
+            ServerFrame::Error {
+                id: Some(id),
+                code,
+                message,
+            } => {
+                let Some(entry) = pending.get_mut(&id) else {
+                    continue;
+                };
+                if code == ErrorCode::Busy && entry.2 < BUSY_RETRIES_MAX {
+                    // Nothing was applied: send the same id again after a short pause.
+                    entry.2 += 1;
+                    outcome.busy_retries += 1;
+                    let frame = entry.3.clone();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    if ws.send(&frame).await.is_err() {
+                        outcome.closed = Some(format!("user {}: resend failed", ctx.me));
+                        break;
+                    }
+                } else {
+                    pending.remove(&id);
+                    ctx.bar.inc(1);
+                    *outcome
+                        .errors
+                        .entry(format!("{code:?}: {message}"))
+                        .or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    outcome.unanswered = pending.len() as u64;
+    outcome.undecodable = ws.undecodable;
+    ctx.recorder.flush();
+    ws.close().await;
+    (ctx.me, outcome)
+}
+
+/// The EVG balance (`total`) of a user in hundredths, through the `balance` op.
+async fn balance_hundredths(
+    target: &crate::target::Target,
+    codec: protocol::Codec,
+    token: &str,
+) -> anyhow::Result<u128> {
+    let mut ws = Ws::connect(target, codec, token, None).await?;
+    ws.send(&ClientFrame::Balance {
+        id: Some("balance".into()),
+    })
+    .await?;
+    let answer = ws
+        .answer("balance", crate::client::REQUEST_TIMEOUT, |_| {})
+        .await?;
+    ws.close().await;
+    let ServerFrame::Wallet(answer) = answer else {
+        bail!("balance answered {answer:?}");
+    };
+    match answer.balances.iter().find(|b| b.currency == "EVG") {
+        Some(b) => parse_hundredths(&b.total).with_context(|| format!("balance {:?}", b.total)),
+        None => Ok(0),
+    }
+}
+
+/// A non-negative decimal string (`"75"`, `"75.5"`, `"75.00"`) in hundredths.
+pub fn parse_hundredths(raw: &str) -> anyhow::Result<u128> {
+    let (int, frac) = raw.split_once('.').unwrap_or((raw, ""));
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        bail!("not a plain decimal");
+    }
+    let frac_trimmed = frac.trim_end_matches('0');
+    if frac_trimmed.len() > 2 {
+        bail!("more than two decimals");
+    }
+    let cents: u128 = format!("{frac_trimmed:0<2}").parse()?;
+    Ok(int.parse::<u128>()? * 100 + cents)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_strings_become_hundredths() {
+        assert_eq!(parse_hundredths("75").unwrap(), 7500);
+        assert_eq!(parse_hundredths("75.5").unwrap(), 7550);
+        assert_eq!(parse_hundredths("75.00").unwrap(), 7500);
+        assert_eq!(parse_hundredths("0.07").unwrap(), 7);
+        assert_eq!(parse_hundredths("1.230").unwrap(), 123);
+        for bad in ["", "-1", "1.234", "1e3", "abc", ".5"] {
+            assert!(parse_hundredths(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn payees_are_never_the_payer_and_hot_ones_get_their_share() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (mut hot, n) = (0u32, 20_000);
+        for _ in 0..n {
+            match pick_payee(&mut rng, 3, 10, 3, 0.2) {
+                Payee::User(u) => assert!(u != 3 && u < 10),
+                Payee::Hot(h) => {
+                    assert!(h < 3);
+                    hot += 1;
+                }
+            }
+        }
+        let share = f64::from(hot) / f64::from(n);
+        assert!((share - 0.2).abs() < 0.02, "{share}");
+        assert!(matches!(pick_payee(&mut rng, 0, 2, 0, 0.0), Payee::User(1)));
+    }
+}
