@@ -10,7 +10,6 @@
 mod helpers;
 
 mod auth;
-mod evergreen;
 mod evergreen_history;
 mod evergreen_merchant;
 mod health;
