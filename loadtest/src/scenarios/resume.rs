@@ -293,11 +293,15 @@ async fn reconnect(
         recovered = Some(started.elapsed());
     }
     while (got.len() as u64) < missed + 1 {
-        match ws
-            .recv_timeout(REQUEST_TIMEOUT)
-            .await
-            .context("waiting for the replay")?
-        {
+        let next = ws.recv_timeout(REQUEST_TIMEOUT).await.with_context(|| {
+            format!(
+                "waiting for the replay after since={since}: {} of {} messages in, the last seq {:?}",
+                got.len(),
+                missed + 1,
+                got.last()
+            )
+        })?;
+        match next {
             Received::Frame(frame) => {
                 if let ServerFrame::Event(push) = *frame {
                     if let Event::MessagePosted { message } = push.event {

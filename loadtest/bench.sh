@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The benchmark behind BENCHMARKS.md: release builds, every scenario $RUNS times against a
+# fresh release node on SQLite and on PostgreSQL + Redis, the reference payments (a row-locking
+# PostgreSQL transaction per payment) at the same sizes, then the medians.
+#
+#   bash loadtest/bench.sh            # everything (about half an hour on 2 cores)
+#   BENCH_BACKENDS=sqlite BENCH_RUNS=1 bash loadtest/bench.sh
+#
+# Needs PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH for the postgres runs (as .ci/run
+# has them). Each node gets its own fresh database (created, then dropped) and is stopped after
+# its run: nothing is left running. Reports: $REPORT_DIR/*.json|md, medians: summary.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+REPORT_DIR="${LOADTEST_REPORT_DIR:-$TARGET_DIR/loadtest/bench}"
+PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+REDIS_URL_BENCH="${REDIS_URL_BENCH:-redis://127.0.0.1:6379}"
+BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
+RUNS="${BENCH_RUNS:-3}"
+CODEC="${BENCH_CODEC:-msgpack}"
+
+# The sizes (each scenario is bounded by these and by its --max-secs).
+PAY_ARGS=(--users "${PAY_USERS:-200}" --payments-per-user "${PAY_PER_USER:-200}" --hot 3 --hot-share 0.2 --in-flight 8)
+FANOUT_ARGS=(--threads "${FANOUT_THREADS:-100}" --devices 4 --messages "${FANOUT_MESSAGES:-50}" --in-flight 4)
+RESUME_ARGS=(--clients "${RESUME_CLIENTS:-10}" --missed 1000 --rounds 3)
+CONN_ARGS=(--connections "${CONN_COUNT:-10000}" --hold-secs "${CONN_HOLD_SECS:-20}")
+REF_ARGS=(--users "${PAY_USERS:-200}" --payments-per-user "${PAY_PER_USER:-200}" --hot 3 --hot-share 0.2 --in-flight 8 --pool 64)
+
+echo "=== building (release)"
+cargo build --release -p node -p loadtest
+NODE_BIN="$TARGET_DIR/release/node"
+LOADTEST_BIN="$TARGET_DIR/release/loadtest"
+mkdir -p "$REPORT_DIR"
+# Idle connections need file descriptors on both ends: as many as the hard limit allows (the
+# node and the loadtest each hold one per connection).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || echo "warning: could not raise the open-file limit"
+
+TMP="$(mktemp -d)"
+NODE_PID=""
+NODE_DB=""
+stop_node() {
+  if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
+    kill "$NODE_PID" 2>/dev/null || true
+    for _ in $(seq 1 80); do kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$NODE_PID" 2>/dev/null || true
+  fi
+  NODE_PID=""
+  if [ -n "$NODE_DB" ]; then
+    psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $NODE_DB" >/dev/null 2>&1 || true
+    NODE_DB=""
+  fi
+}
+cleanup() { stop_node; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+# start_node BACKEND: a fresh release node on a free port; sets NODE_PID and URL.
+start_node() {
+  local backend=$1 dir
+  dir="$(mktemp -d "$TMP/node.XXXX")"
+  local db_env=(DATABASE_URL="sqlite://$dir/node.db")
+  local redis_env=()
+  if [ "$backend" = postgres ]; then
+    NODE_DB="bench_$(date +%s%N)"
+    psql "$PG_URL" -qc "CREATE DATABASE $NODE_DB" >/dev/null
+    db_env=(DATABASE_URL="${PG_URL%/*}/$NODE_DB")
+    redis_env=(REDIS_URL="$REDIS_URL_BENCH")
+  fi
+  # Cheap password hashing: setup registers hundreds of users; hashing is not what is measured.
+  env -u REDIS_URL "${db_env[@]}" "${redis_env[@]}" NODE_DATA_DIR="$dir" NODE_LISTEN=127.0.0.1:0 \
+    LOG_FORMAT=json RUST_LOG=warn,node::startup=info ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 \
+    "$NODE_BIN" >"$dir/node.log" 2>&1 &
+  NODE_PID=$!
+  local port=""
+  for _ in $(seq 1 120); do
+    port="$(grep -m1 '"message":"listening"' "$dir/node.log" 2>/dev/null | grep -o '"port":[0-9]*' | cut -d: -f2 || true)"
+    [ -n "$port" ] && break
+    kill -0 "$NODE_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  [ -n "$port" ] || { echo "FATAL: the node did not start:" >&2; cat "$dir/node.log" >&2; exit 1; }
+  URL="http://127.0.0.1:$port"
+}
+
+failed=()
+# bench BACKEND RUN SCENARIO [ARGS…]: one scenario against its own fresh node.
+bench() {
+  local backend=$1 run=$2 scenario=$3; shift 3
+  start_node "$backend"
+  [ "$scenario" = connections ] && set -- "$@" --node-pid "$NODE_PID"
+  echo "=== $scenario on $backend, run $run (node pid $NODE_PID, $URL)"
+  if ! "$LOADTEST_BIN" --url "$URL" --codec "$CODEC" --report-dir "$REPORT_DIR" \
+      --label "$backend-$run" --setup-concurrency 32 "$scenario" "$@"; then
+    failed+=("$scenario $backend-$run")
+  fi
+  stop_node
+}
+
+for run in $(seq 1 "$RUNS"); do
+  for backend in $BACKENDS; do
+    bench "$backend" "$run" payments "${PAY_ARGS[@]}"
+    bench "$backend" "$run" fanout "${FANOUT_ARGS[@]}"
+    bench "$backend" "$run" resume "${RESUME_ARGS[@]}"
+    bench "$backend" "$run" connections "${CONN_ARGS[@]}"
+  done
+  if [[ " $BACKENDS " == *" postgres "* ]]; then
+    # The reference, in the same PostgreSQL, right after the node's runs of this round.
+    REF_DB="bench_ref_$(date +%s%N)"
+    psql "$PG_URL" -qc "CREATE DATABASE $REF_DB" >/dev/null
+    echo "=== reference-payments on postgres, run $run"
+    "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-payments \
+      --database-url "${PG_URL%/*}/$REF_DB" "${REF_ARGS[@]}" || failed+=("reference-payments postgres-$run")
+    psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $REF_DB" >/dev/null
+  fi
+done
+
+{
+  echo "## Machine"
+  echo
+  echo '```'
+  echo "nproc: $(nproc)"
+  grep -m1 'model name' /proc/cpuinfo || true
+  free -h
+  echo '```'
+  echo
+  echo "## Medians of $RUNS runs (codec $CODEC)"
+  echo
+  "$LOADTEST_BIN" summarize --from "$REPORT_DIR"
+} >"$REPORT_DIR/summary.md"
+echo "=== medians in $REPORT_DIR/summary.md"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "bench: runs with failed checks: ${failed[*]}"
+  exit 1
+fi
