@@ -157,6 +157,27 @@ async fn a_thread_and_its_messages_have_the_documented_shapes() {
     assert_eq!(list["rowCount"], 1);
     assert_eq!(list["paging"]["totalRowCount"], 1);
     assert_eq!(list["messageThreads"][0]["listingDets"], json!([]));
+    for (query, rows) in [
+        (format!("hostId={}", host.id), 1),
+        (format!("hostId={}", guest.id), 0),
+        (format!("hostId={}&hostId={}", guest.id, host.id), 1),
+        ("listingId=null".to_owned(), 1),
+        ("isOpen=false".to_owned(), 0),
+    ] {
+        let (status, filtered) = send(
+            &node,
+            reqwest::Method::GET,
+            &format!("/messaging-api/v1/messagethreads?{query}"),
+            &host.token,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, filtered["rowCount"].clone()),
+            (200, json!(rows)),
+            "{query}"
+        );
+    }
     assert_eq!(list["filters"], json!([]));
 
     let (status, messages) = send(

@@ -292,16 +292,15 @@ pub async fn list_threads(
     if !me.role().is_admin() {
         filter.user_in(&["guest_id", "host_id"], me.user_id());
     }
-    for (field, column) in [
-        ("guestId", "guest_id"),
-        ("hostId", "host_id"),
-        ("listingId", "listing_id"),
-        ("reservationId", "reservation_id"),
-    ] {
-        if let Some(values) = query.filters.get(field) {
-            filter.equals_any(column, values);
-        }
-    }
+    query.filter_by(
+        &mut filter,
+        &[
+            ("guestId", "guest_id"),
+            ("hostId", "host_id"),
+            ("listingId", "listing_id"),
+            ("reservationId", "reservation_id"),
+        ],
+    );
     if let Some(open) = query.flag("isOpen")? {
         filter.flag("is_open", open);
     }
@@ -658,11 +657,10 @@ async fn thread_messages(
     if !me.role().is_admin() {
         filter.raw("is_active = TRUE");
     }
-    for (field, column) in [("senderId", "sender_id"), ("messageType", "message_type")] {
-        if let Some(values) = query.filters.get(field) {
-            filter.equals_any(column, values);
-        }
-    }
+    query.filter_by(
+        &mut filter,
+        &[("senderId", "sender_id"), ("messageType", "message_type")],
+    );
     if let Some(read) = query.flag("isRead")? {
         filter.flag("is_read", read);
     }
@@ -820,15 +818,14 @@ pub async fn list_reports(
     if !me.role().is_admin() {
         filter.user_in(&["r.reported_by", "m.sender_id"], me.user_id());
     }
-    for (field, column) in [
-        ("messageId", "r.message_id"),
-        ("moderationStatus", "r.moderation_status"),
-        ("reportedBy", "r.reported_by"),
-    ] {
-        if let Some(values) = query.filters.get(field) {
-            filter.equals_any(column, values);
-        }
-    }
+    query.filter_by(
+        &mut filter,
+        &[
+            ("messageId", "r.message_id"),
+            ("moderationStatus", "r.moderation_status"),
+            ("reportedBy", "r.reported_by"),
+        ],
+    );
     let (rows, total) = store::reports(&state.db, &filter, query.page()).await?;
     let paging = query.paging(total)?;
     let views: Vec<Value> = rows.iter().map(report_view).collect();

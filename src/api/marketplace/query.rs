@@ -7,7 +7,7 @@ use actix_web::HttpRequest;
 
 use super::envelope::Paging;
 use super::MarketError;
-use crate::store::conversations::Page;
+use crate::store::conversations::{Filter, Page};
 
 /// Rows per page when `pageRowCount` is not given.
 pub const PAGE_ROWS_DEFAULT: u64 = 25;
@@ -128,6 +128,16 @@ impl ListQuery {
             total_row_count: total,
             page_count: total.div_ceil(self.page_row_count),
         })
+    }
+
+    /// Add the exact-match filters the request names: `(field, column)` pairs, several values
+    /// of one field OR'd, `null` matching no value.
+    pub fn filter_by(&self, filter: &mut Filter, columns: &[(&str, &str)]) {
+        for (field, column) in columns {
+            if let Some(values) = self.filters.get(*field) {
+                filter.equals_any(column, values);
+            }
+        }
     }
 
     /// The values of a boolean filter: one of `true`/`false`.
