@@ -207,6 +207,15 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+
+    /// Seconds after a stay's check-out during which its reviews stay double-blind; when the
+    /// window closes, every review of the stay is published.
+    #[arg(long, env = "REVIEW_WINDOW_SECS", default_value_t = 14 * 86_400)]
+    pub review_window_secs: u64,
+
+    /// The node's clock; tests move it forward instead of sleeping.
+    #[arg(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 impl Settings {
@@ -269,6 +278,8 @@ impl Settings {
             push_provider: PushProviderKind::Recording,
             shutdown_grace_secs: 10,
             log_format: LogFormat::Pretty,
+            review_window_secs: 14 * 86_400,
+            clock: crate::clock::Clock::default(),
         }
     }
 

@@ -8,12 +8,15 @@
 pub mod api;
 pub mod auth;
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod conversations;
 pub mod fanout;
 pub mod metrics;
 pub mod notify;
+pub mod payments;
 pub mod startup;
+pub mod stays;
 pub mod store;
 pub mod telemetry;
 pub mod wallets;

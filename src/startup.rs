@@ -166,6 +166,7 @@ impl Application {
             wallets,
             conversations,
             notifier,
+            payments: Arc::new(crate::payments::test_gateway::TestGateway::new()),
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

@@ -12,6 +12,7 @@
 //!   nothing unacknowledged survives in memory;
 //! - every queue is bounded; a full mailbox or journal queue answers [`ActorError::Busy`] at once.
 
+pub mod calendar;
 pub mod conversation;
 pub mod entity;
 pub mod journal;

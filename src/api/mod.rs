@@ -37,6 +37,8 @@ pub struct AppState {
     pub conversations: Arc<Conversations>,
     /// Pushes notifications to users' devices.
     pub notifier: Arc<Notifier>,
+    /// The card payment gateway (the built-in test gateway unless configured otherwise).
+    pub payments: Arc<dyn crate::payments::PaymentGateway>,
 }
 
 /// When the request arrived, for `elapsedMs` in envelopes.

@@ -5,6 +5,7 @@
 //! One function per query; handlers never hold SQL.
 
 pub mod apps;
+pub mod catalog_texts;
 pub mod conversations;
 pub mod evergreen_history;
 pub mod evergreen_merchant;
@@ -15,7 +16,10 @@ pub mod ledger;
 pub mod locations;
 pub mod merchants;
 pub mod notifications;
+pub mod payments;
+pub mod reviews;
 pub mod sessions;
+pub mod stays;
 pub mod users;
 
 use std::path::Path;

@@ -27,6 +27,9 @@ pub struct TestNode {
     /// Where the node keeps its files (its token signing key).
     pub data_dir: std::path::PathBuf,
     pub stopped: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The node's clock: tests move it forward instead of sleeping.
+    #[allow(dead_code)]
+    pub clock: node::clock::Clock,
     _dir: tempfile::TempDir,
 }
 
@@ -82,6 +85,7 @@ pub async fn spawn_node_with(tweak: impl FnOnce(&mut Settings)) -> TestNode {
 pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestNode {
     let database_url = settings.database_url.clone();
     let data_dir = settings.data_dir.clone();
+    let clock = settings.clock.clone();
     let app = Application::build(settings).await.expect("node starts");
     let port = app.port();
     let faults = app.faults();
@@ -99,6 +103,7 @@ pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestNode {
         database_url,
         data_dir,
         stopped,
+        clock,
         _dir: dir,
     }
 }

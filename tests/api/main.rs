@@ -10,6 +10,10 @@
 mod helpers;
 
 mod auth;
+mod booking;
+mod booking_records;
+mod catalog;
+mod catalog_texts;
 mod evergreen_history;
 mod evergreen_merchant;
 mod health;
@@ -17,6 +21,7 @@ mod journal;
 mod messaging;
 mod notification;
 mod pavillion;
+mod reviews;
 mod wallet_races;
 mod ws;
 mod ws_wallet;

@@ -2,12 +2,17 @@
 //! envelope, one error shape and the token locations. Condensed in `shared/spec/airbnb-*.md`.
 
 pub mod auth;
+pub mod booking;
+pub mod booking_records;
+pub mod catalog;
+pub mod catalog_texts;
 pub mod envelope;
 pub mod error;
 pub mod messaging;
 pub mod notification;
 pub mod permissions;
 pub mod query;
+pub mod reviews;
 
 use actix_web::web;
 use utoipa_actix_web::scope;
@@ -70,6 +75,22 @@ pub fn configure(cfg: &mut ServiceConfig<'_>, body_bytes_max: usize) {
                 .service(messaging::get_report)
                 .service(messaging::list_reports)
                 .service(messaging::update_report);
+        }
+        if service == "propertycatalog" {
+            // Listings and listing calendars (catalog.rs).
+        }
+        if service == "propertycatalog" {
+            // Amenities and locale texts (catalog_texts.rs).
+        }
+        if service == "bookingmanagement" {
+            // Reservations and their payment flow (booking.rs).
+        }
+        if service == "bookingmanagement" {
+            // Payment records, disputes, reservation payments, customers, methods
+            // (booking_records.rs).
+        }
+        if service == "reviewsystem" {
+            // Reviews and aggregates (reviews.rs).
         }
         if service == "notification" {
             mounted = mounted

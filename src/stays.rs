@@ -1,0 +1,1 @@
+//! Stays: the calendar actors of listings and the booking flows over them.
