@@ -919,3 +919,23 @@ async fn message_threads_show_their_listing_and_reservation() {
         "checkIn": day(8), "checkOut": day(10)}])
     );
 }
+
+#[actix_web::test]
+async fn concurrent_payment_starts_take_the_money_once() {
+    let node = spawn_node().await;
+    let (host, guest) = (node.user().await, node.user().await);
+    deposit(&node, &guest, "1000").await;
+    let listing = listing(&node, &host, "instant", 100.0, "EVG").await;
+    let reservation = booked(&node, &guest, &listing, 5, 3).await;
+    let starts = (0..8).map(|_| pay(&node, &guest, &reservation, "wallet"));
+    let answers = futures_util::future::join_all(starts).await;
+    let ok: Vec<_> = answers.iter().filter(|(s, _)| *s == 200).collect();
+    assert_eq!(ok.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(body["message"], "errMsg_invalidStatusTransition");
+    }
+    assert_eq!(ok[0].1["reservation"]["paymentConfirmation"], "paid");
+    assert_eq!(balances(&node, &guest).await, ("700".into(), "700".into()));
+    assert_eq!(balances(&node, &host).await, ("300".into(), "300".into()));
+}
