@@ -1031,3 +1031,85 @@ async fn review_lists_filter_and_page() {
     let (status, _) = get(&node, &format!("{AGGREGATES}/nope"), Some(&admin.token)).await;
     assert_eq!(status, 404);
 }
+
+#[actix_web::test]
+async fn both_sides_reviewing_at_once_publish_both_and_a_twin_is_refused() {
+    let (node, admin) = node_with_admin().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let stay = completed_stay(&node, &guest, &host).await;
+    let (by_guest, by_host, twin) = tokio::join!(
+        post(
+            &node,
+            REVIEWS,
+            &guest.token,
+            review_body(&stay, "host", &host.id, 5)
+        ),
+        post(
+            &node,
+            REVIEWS,
+            &host.token,
+            review_body(&stay, "guest", &guest.id, 4)
+        ),
+        post(
+            &node,
+            REVIEWS,
+            &guest.token,
+            review_body(&stay, "host", &host.id, 1)
+        ),
+    );
+    let mut statuses = [by_guest.0, twin.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{by_guest:?} {twin:?}");
+    assert_eq!(by_host.0, 201, "{by_host:?}");
+    // Whichever came last saw the other side: both are public now, and counted once.
+    let (_, list) = get(
+        &node,
+        &format!("{REVIEWS}?reservationId={}", stay.reservation_id),
+        None,
+    )
+    .await;
+    assert_eq!(list["rowCount"], 2, "{list}");
+    let host_rating = if by_guest.0 == 201 { 5.0 } else { 1.0 };
+    assert_eq!(
+        stats(&node, &admin, "host", &host.id).await,
+        public(host_rating, 1)
+    );
+    assert_eq!(
+        stats(&node, &admin, "guest", &guest.id).await,
+        public(4.0, 1)
+    );
+}
+
+#[actix_web::test]
+async fn concurrent_moderation_leaves_the_aggregate_exact() {
+    let (node, admin) = node_with_admin().await;
+    let host = node.user().await;
+    let listing_id = listing(&node, &host).await;
+    let mut paths = Vec::new();
+    for rating in [5, 2, 4] {
+        let guest = node.user().await;
+        let stay = completed_stay_at(&node, &guest, &host, &listing_id).await;
+        let of_host = review(&node, &guest, &stay, "host", &host.id, rating).await;
+        review(&node, &host, &stay, "guest", &guest.id, 5).await;
+        paths.push(format!("{REVIEWS}/{}", id(&of_host)));
+    }
+    assert_eq!(
+        stats(&node, &admin, "host", &host.id).await,
+        public(3.67, 3)
+    );
+    let reject = json!({"moderationStatus": "rejected"});
+    let (a, b, c) = tokio::join!(
+        patch(&node, &paths[0], &admin.token, reject.clone()),
+        patch(&node, &paths[1], &admin.token, reject.clone()),
+        patch(&node, &paths[2], &admin.token, reject.clone()),
+    );
+    assert_eq!([a.0, b.0, c.0], [200, 200, 200], "{a:?} {b:?} {c:?}");
+    assert_eq!(stats(&node, &admin, "host", &host.id).await, hidden());
+    let approve = json!({"moderationStatus": "approved"});
+    let (a, b) = tokio::join!(
+        patch(&node, &paths[0], &admin.token, approve.clone()),
+        patch(&node, &paths[1], &admin.token, approve.clone()),
+    );
+    assert_eq!([a.0, b.0], [200, 200]);
+    assert_eq!(stats(&node, &admin, "host", &host.id).await, public(3.5, 2));
+}
