@@ -1,8 +1,8 @@
 //! The property catalog's dictionaries beside the listings: the master list of amenities and
-//! the locale texts (localized title and description) of a listing. Also the list helpers the
-//! review system shares: partial case-insensitive filters and paged selects.
+//! the locale texts (localized title and description) of a listing. Also the partial,
+//! case-insensitive list filter.
 
-use super::conversations::{Filter, Page};
+use super::conversations::{count, select_page, Filter, Page};
 use super::{BeginWrite, Db, StoreError};
 use crate::on_db;
 
@@ -77,53 +77,6 @@ pub fn contains_any(filter: &mut Filter, column: &str, values: &[String]) {
     }
 }
 
-fn where_clause(filter: &Filter) -> String {
-    if filter.sql.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", filter.sql.join(" AND "))
-    }
-}
-
-/// How many rows of `table` match.
-pub(crate) async fn count(db: &Db, table: &str, filter: &Filter) -> Result<i64, StoreError> {
-    let sql = format!("SELECT COUNT(*) FROM {table}{}", where_clause(filter));
-    Ok(on_db!(db, pool => {
-        let mut query = sqlx::query_scalar(&sql);
-        for bind in &filter.binds {
-            query = query.bind(bind);
-        }
-        query.fetch_one(pool).await?
-    }))
-}
-
-/// The SELECT of one page; its `LIMIT` and `OFFSET` binds follow the filter's.
-pub(crate) fn page_sql(columns: &str, table: &str, filter: &Filter, order: &str) -> String {
-    let n = filter.binds.len();
-    format!(
-        "SELECT {columns} FROM {table}{} ORDER BY {order} LIMIT ${} OFFSET ${}",
-        where_clause(filter),
-        n + 1,
-        n + 2
-    )
-}
-
-/// Run a page's SELECT: `select_page!(db, RowType, sql, filter, page)`.
-macro_rules! select_page {
-    ($db:expr, $row:ty, $sql:expr, $filter:expr, $page:expr) => {{
-        let filter: &Filter = $filter;
-        let page: Page = $page;
-        on_db!($db, pool => {
-            let mut query = sqlx::query_as::<_, $row>($sql);
-            for bind in &filter.binds {
-                query = query.bind(bind);
-            }
-            query.bind(page.limit).bind(page.offset).fetch_all(pool).await?
-        })
-    }};
-}
-pub(crate) use select_page;
-
 /// A new amenity.
 #[derive(Debug, Clone)]
 pub struct NewAmenity {
@@ -174,13 +127,14 @@ pub async fn amenities(
     page: Page,
 ) -> Result<(Vec<AmenityRow>, i64), StoreError> {
     let total = count(db, "listing_amenities", filter).await?;
-    let sql = page_sql(
+    let rows = select_page!(
+        db,
         AMENITY_COLUMNS,
         "listing_amenities",
         filter,
         "LOWER(name), id",
+        page
     );
-    let rows = select_page!(db, AmenityRow, &sql, filter, page);
     Ok((rows, total))
 }
 
@@ -248,13 +202,14 @@ pub async fn delete_amenity(db: &Db, id: &str, now: i64) -> Result<Option<Amenit
 pub struct ListingOwner {
     pub id: String,
     pub host_id: String,
+    pub is_published: bool,
     pub is_active: bool,
 }
 
 /// A listing's host and state, deleted listings included.
 pub async fn listing_owner(db: &Db, listing_id: &str) -> Result<Option<ListingOwner>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_as(
-        "SELECT id, host_id, is_active FROM listings WHERE id = $1")
+        "SELECT id, host_id, is_published, is_active FROM listings WHERE id = $1")
         .bind(listing_id)
         .fetch_optional(pool)
         .await?))
@@ -347,13 +302,14 @@ pub async fn locale_texts(
         .map(|c| format!("t.{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = page_sql(
-        &columns,
+    let rows = select_page!(
+        db,
+        columns,
         table,
         filter,
         "t.listing_id, LOWER(t.language_code), t.id",
+        page
     );
-    let rows = select_page!(db, LocaleTextRow, &sql, filter, page);
     Ok((rows, total))
 }
 

@@ -9,8 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use super::catalog_texts::{count, page_sql, select_page};
-use super::conversations::{Filter, Page};
+use super::conversations::{count, select_page, Filter, Page};
 use super::journal::{to_tx, Tx};
 use super::{BeginWrite, Db, StoreError};
 use crate::{on_db, on_tx};
@@ -448,8 +447,14 @@ pub async fn reviews(
     page: Page,
 ) -> Result<(Vec<ReviewRow>, i64), StoreError> {
     let total = count(db, "reviews", filter).await?;
-    let sql = page_sql(REVIEW_COLUMNS, "reviews", filter, "submitted_at DESC, id");
-    let rows = select_page!(db, ReviewRow, &sql, filter, page);
+    let rows = select_page!(
+        db,
+        REVIEW_COLUMNS,
+        "reviews",
+        filter,
+        "submitted_at DESC, id",
+        page
+    );
     Ok((rows, total))
 }
 
@@ -466,13 +471,14 @@ pub async fn aggregates(
     page: Page,
 ) -> Result<(Vec<AggregateRow>, i64), StoreError> {
     let total = count(db, "review_aggregates", filter).await?;
-    let sql = page_sql(
+    let rows = select_page!(
+        db,
         AGGREGATE_COLUMNS,
         "review_aggregates",
         filter,
         "created_at, id",
+        page
     );
-    let rows = select_page!(db, AggregateRow, &sql, filter, page);
     Ok((rows, total))
 }
 

@@ -570,3 +570,86 @@ async fn bad_locale_text_input_is_400() {
     .await;
     assert_eq!(status, 401);
 }
+
+#[actix_web::test]
+async fn texts_of_listings_the_public_does_not_see_are_hidden_from_it() {
+    let (node, admin) = node_with_admin().await;
+    let (host, other) = (node.user().await, node.user().await);
+    let (shown, unpublished, deleted) = (
+        listing(&node, &host).await,
+        listing(&node, &host).await,
+        listing(&node, &host).await,
+    );
+    let mut texts = Vec::new();
+    for listing_id in [&shown, &unpublished, &deleted] {
+        let (status, body) = post(&node, TEXTS, &host.token, text_body(listing_id, "en")).await;
+        assert_eq!(status, 201, "{body}");
+        texts.push(format!(
+            "{TEXTS}/{}",
+            body["listingLocaleText"]["id"].as_str().unwrap()
+        ));
+    }
+    let (status, body) = patch(
+        &node,
+        &format!("/propertycatalog-api/v1/listings/{unpublished}"),
+        &host.token,
+        json!({"isPublished": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = delete(
+        &node,
+        &format!("/propertycatalog-api/v1/listings/{deleted}"),
+        &host.token,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The public (and other users) see the shown listing's text only.
+    for token in [None, Some(other.token.as_str())] {
+        let (_, list) = get(&node, TEXTS, token).await;
+        assert_eq!(list["rowCount"], 1, "{list}");
+        assert_eq!(list["listingLocaleTexts"][0]["listingId"], shown.as_str());
+        let (status, _) = get(&node, &texts[0], token).await;
+        assert_eq!(status, 200);
+        for hidden in &texts[1..] {
+            let (status, body) = get(&node, hidden, token).await;
+            assert_eq!(status, 404, "{body}");
+            assert_error(&body, 404, "errMsg_listingLocaleTextNotFound");
+        }
+    }
+    // The host and admins see all three.
+    for token in [&host.token, &admin.token] {
+        let (_, list) = get(&node, TEXTS, Some(token)).await;
+        assert_eq!(list["rowCount"], 3, "{list}");
+        for text in &texts {
+            let (status, _) = get(&node, text, Some(token)).await;
+            assert_eq!(status, 200);
+        }
+    }
+
+    // A deleted listing takes no new text and no change; its texts can still be deleted.
+    let (status, body) = post(&node, TEXTS, &host.token, text_body(&deleted, "fr")).await;
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, 404, "errMsg_listingNotFound");
+    let (status, _) = patch(
+        &node,
+        &texts[2],
+        &host.token,
+        json!({"localizedTitle": "x"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, body) = delete(&node, &texts[2], &host.token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["listingLocaleText"]["isActive"], false);
+    // An unpublished listing is still its host's to write.
+    let (status, body) = patch(
+        &node,
+        &texts[1],
+        &host.token,
+        json!({"localizedTitle": "Coming soon"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -443,7 +443,8 @@ pub async fn create_locale_text(
     }
 }
 
-/// A locale text the caller may see: active, of an active listing; admins see every one.
+/// A locale text the caller may see: an active text of a listing the public sees (active and
+/// published), or of the caller's own listing; admins see every text.
 async fn visible_locale_text(
     state: &AppState,
     me: Option<&Identity>,
@@ -456,18 +457,21 @@ async fn visible_locale_text(
     if is_admin(me) {
         return Ok(text);
     }
-    let listing_live = store::listing_owner(&state.db, &text.listing_id)
+    let listing_shown = store::listing_owner(&state.db, &text.listing_id)
         .await?
-        .is_some_and(|l| l.is_active);
-    if text.is_active && listing_live {
+        .is_some_and(|l| {
+            (l.is_active && l.is_published) || me.is_some_and(|m| m.user_id() == l.host_id)
+        });
+    if text.is_active && listing_shown {
         Ok(text)
     } else {
         Err(locale_text_not_found())
     }
 }
 
-/// One locale text: public. Deleted texts and the texts of deleted listings are 404, except
-/// for admins.
+/// One locale text: public. Deleted texts, and the texts of listings the public does not see
+/// (deleted or unpublished), are 404 except for admins (and the listing's host for the
+/// latter).
 #[utoipa::path(tag = "propertycatalog", responses(
     (status = 200, description = "the text under `listingLocaleText`"),
     (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -486,8 +490,8 @@ pub async fn get_locale_text(
 const LOCALE_TEXT_FILTERS: &[&str] = &["listingId", "languageCode", "isActive"];
 
 /// Locale texts, by listing and language: public. `listingId` is exact; `languageCode`
-/// matches part of the code, whatever its case. Texts of deleted listings are left out,
-/// except for admins.
+/// matches part of the code, whatever its case. Texts of listings the public does not see
+/// (deleted or unpublished) are left out, except for admins and the listing's host.
 #[utoipa::path(tag = "propertycatalog", responses(
     (status = 200, description = "list envelope under `listingLocaleTexts`"),
     (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -503,7 +507,15 @@ pub async fn list_locale_texts(
     let mut filter = Filter::default();
     active_rows(&query, admin, &mut filter, "t.is_active")?;
     if !admin {
-        filter.raw("l.is_active = TRUE");
+        let shown = "(l.is_active = TRUE AND l.is_published = TRUE)";
+        match &me {
+            Some(me) => {
+                filter.binds.push(me.user_id().to_owned());
+                let n = filter.binds.len();
+                filter.raw(&format!("({shown} OR l.host_id = ${n})"));
+            }
+            None => filter.raw(shown),
+        }
     }
     query.filter_by(&mut filter, &[("listingId", "t.listing_id")]);
     if let Some(codes) = query.filters.get("languageCode") {
