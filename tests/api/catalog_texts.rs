@@ -653,3 +653,29 @@ async fn texts_of_listings_the_public_does_not_see_are_hidden_from_it() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[actix_web::test]
+async fn every_amenity_and_locale_text_route_is_in_the_openapi_document() {
+    let node = crate::helpers::spawn_node().await;
+    let doc: Value = node.get("/openapi.json").await.json().await.unwrap();
+    let paths = &doc["paths"];
+    for (path, methods) in [
+        (AMENITIES.to_owned(), &["get", "post"][..]),
+        (
+            format!("{AMENITIES}/{{listingAmenityId}}"),
+            &["get", "patch", "delete"],
+        ),
+        (TEXTS.to_owned(), &["get", "post"]),
+        (
+            format!("{TEXTS}/{{listingLocaleTextId}}"),
+            &["get", "patch", "delete"],
+        ),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path.as_str()][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
+}

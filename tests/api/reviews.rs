@@ -1113,3 +1113,29 @@ async fn concurrent_moderation_leaves_the_aggregate_exact() {
     assert_eq!([a.0, b.0], [200, 200]);
     assert_eq!(stats(&node, &admin, "host", &host.id).await, public(3.5, 2));
 }
+
+#[actix_web::test]
+async fn every_review_route_is_in_the_openapi_document() {
+    let node = crate::helpers::spawn_node().await;
+    let doc: Value = node.get("/openapi.json").await.json().await.unwrap();
+    let paths = &doc["paths"];
+    for (path, methods) in [
+        ("/reviewsystem-api/v1/reviews", &["get", "post"][..]),
+        (
+            "/reviewsystem-api/v1/reviews/{reviewId}",
+            &["get", "patch", "delete"],
+        ),
+        ("/reviewsystem-api/v1/reviewaggregates", &["get"]),
+        (
+            "/reviewsystem-api/v1/reviewaggregates/{reviewAggregateId}",
+            &["get"],
+        ),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
+}
