@@ -1401,3 +1401,315 @@ impl Entity for Calendar {
 
     fn apply(&mut self, _effect: ()) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+    use chrono::Datelike;
+
+    const HOST: &str = "host";
+
+    fn date(day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2030, 1, day).unwrap_or_default()
+    }
+
+    fn usd(minor: i64) -> Money {
+        Money::from_stored(minor, Currency::USD)
+    }
+
+    fn host() -> Caller {
+        Caller {
+            user_id: HOST.into(),
+            admin: false,
+        }
+    }
+
+    fn guest(id: &str) -> Caller {
+        Caller {
+            user_id: id.into(),
+            admin: false,
+        }
+    }
+
+    fn calendar(approval: ApprovalType) -> Calendar {
+        let mut calendar = Calendar::default();
+        calendar.handle(Command::CreateListing(Box::new(Listing {
+            id: "l1".into(),
+            host_id: HOST.into(),
+            title: "t".into(),
+            amenity_ids: Vec::new(),
+            main_photo: None,
+            photos: Vec::new(),
+            address: "a".into(),
+            price_per_night: usd(10_000),
+            description: "d".into(),
+            property_type: "loft".into(),
+            location: Value::Null,
+            max_stay: None,
+            min_stay: None,
+            seasonal_pricing: None,
+            approval_type: approval,
+            booking_policies: None,
+            cancellation_policy: None,
+            languages_supported: Vec::new(),
+            house_rules: None,
+            is_published: true,
+            city_tax_percent: None,
+            is_active: true,
+            record_version: 1,
+            created_at: 0,
+            updated_at: 0,
+        })));
+        calendar
+    }
+
+    fn reserve(c: &mut Calendar, id: &str, who: &str, from: u32, to: u32) -> Outcome<Event, Reply> {
+        let nights = i64::from(to - from);
+        c.handle(Command::Reserve(Box::new(NewReservation {
+            id: id.into(),
+            guest_id: who.into(),
+            host_id: HOST.into(),
+            approval_type: c
+                .listing
+                .as_ref()
+                .map_or(ApprovalType::Manual, |l| l.approval_type),
+            check_in: date(from),
+            check_out: date(to),
+            total_price: usd(10_000 * nights),
+            guest_count: 1,
+            ical_export_url: None,
+            ical_import_source: None,
+            booking_policies_snapshot: Value::Null,
+            cancellation_policy_snapshot: Value::Null,
+            today: date(1),
+            now_ms: 1,
+        })))
+    }
+
+    fn refusal(outcome: &Outcome<Event, Reply>) -> Option<Refusal> {
+        match &outcome.reply {
+            Reply::Refused(r) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    fn next(outcome: &Outcome<Event, Reply>) -> Next {
+        match &outcome.reply {
+            Reply::Reservation { next, .. } => next.clone(),
+            other => panic!("not a reservation: {other:?}"),
+        }
+    }
+
+    fn booked(c: &Calendar) -> Vec<u32> {
+        c.days
+            .values()
+            .filter(|d| d.reservation_id.is_some())
+            .map(|d| d.date.day())
+            .collect()
+    }
+
+    #[test]
+    fn a_stay_holds_every_night_or_none() {
+        let mut c = calendar(ApprovalType::Instant);
+        let first = reserve(&mut c, "r1", "g1", 5, 8);
+        assert_eq!(refusal(&first), None);
+        assert_eq!(booked(&c), vec![5, 6, 7], "check-out night is free");
+        // One event for the reservation and one per night.
+        assert_eq!(first.events.len(), 4);
+
+        let clash = reserve(&mut c, "r2", "g2", 7, 10);
+        assert_eq!(
+            refusal(&clash),
+            Some(Refusal::DatesUnavailable(vec![date(7)]))
+        );
+        assert!(clash.events.is_empty(), "nothing held");
+        assert_eq!(booked(&c), vec![5, 6, 7]);
+
+        // Back to back is fine.
+        assert_eq!(refusal(&reserve(&mut c, "r3", "g2", 8, 10)), None);
+        assert_eq!(booked(&c), vec![5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn cancelling_releases_the_nights_and_a_completed_stay_keeps_them() {
+        let mut c = calendar(ApprovalType::Manual);
+        reserve(&mut c, "r1", "g1", 5, 7);
+        let cancelled = c.handle(Command::UpdateReservation {
+            caller: guest("g1"),
+            reservation_id: "r1".into(),
+            changes: ReservationChanges {
+                booking_status: Some(BookingStatus::Cancelled),
+                ..Default::default()
+            },
+            today: date(1),
+            now_ms: 2,
+        });
+        assert_eq!(refusal(&cancelled), None);
+        assert!(booked(&c).is_empty());
+
+        reserve(&mut c, "r2", "g1", 5, 7);
+        let confirm = c.handle(Command::UpdateReservation {
+            caller: host(),
+            reservation_id: "r2".into(),
+            changes: ReservationChanges {
+                booking_status: Some(BookingStatus::Confirmed),
+                ..Default::default()
+            },
+            today: date(1),
+            now_ms: 3,
+        });
+        assert_eq!(refusal(&confirm), None);
+        let complete = |c: &mut Calendar, today| {
+            c.handle(Command::UpdateReservation {
+                caller: guest("g1"),
+                reservation_id: "r2".into(),
+                changes: ReservationChanges {
+                    booking_status: Some(BookingStatus::Complete),
+                    ..Default::default()
+                },
+                today,
+                now_ms: 4,
+            })
+        };
+        assert!(matches!(
+            refusal(&complete(&mut c, date(6))),
+            Some(Refusal::InvalidTransition(_))
+        ));
+        assert_eq!(refusal(&complete(&mut c, date(7))), None);
+        assert_eq!(booked(&c), vec![5, 6]);
+    }
+
+    #[test]
+    fn the_payment_is_captured_once_confirmed_and_voided_once_released() {
+        let mut c = calendar(ApprovalType::Manual);
+        reserve(&mut c, "r1", "g1", 5, 7);
+        let begin = c.handle(Command::BeginPayment {
+            caller: guest("g1"),
+            reservation_id: "r1".into(),
+            method: PaymentMethod::Wallet,
+            ticket_id: "t1".into(),
+            redirect_url: None,
+            now_ms: 2,
+        });
+        assert_eq!(next(&begin), Next::Authorize);
+        let again = c.handle(Command::BeginPayment {
+            caller: guest("g1"),
+            reservation_id: "r1".into(),
+            method: PaymentMethod::Wallet,
+            ticket_id: "t2".into(),
+            redirect_url: None,
+            now_ms: 2,
+        });
+        assert!(matches!(
+            refusal(&again),
+            Some(Refusal::InvalidTransition(_))
+        ));
+        let authorized = c.handle(Command::Payment {
+            reservation_id: "r1".into(),
+            step: PaymentStep::Authorized {
+                payment_ref: "h1".into(),
+                payment_status: "held".into(),
+            },
+            now_ms: 3,
+        });
+        assert_eq!(
+            next(&authorized),
+            Next::Nothing,
+            "a manual stay waits for the host"
+        );
+        let confirmed = c.handle(Command::UpdateReservation {
+            caller: host(),
+            reservation_id: "r1".into(),
+            changes: ReservationChanges {
+                booking_status: Some(BookingStatus::Confirmed),
+                ..Default::default()
+            },
+            today: date(1),
+            now_ms: 4,
+        });
+        assert_eq!(
+            next(&confirmed),
+            Next::Capture {
+                method: PaymentMethod::Wallet,
+                payment_ref: "h1".into()
+            }
+        );
+
+        // A stay declined while its authorization is in flight: void it when it arrives.
+        reserve(&mut c, "r2", "g2", 10, 12);
+        c.handle(Command::BeginPayment {
+            caller: guest("g2"),
+            reservation_id: "r2".into(),
+            method: PaymentMethod::Card,
+            ticket_id: "t3".into(),
+            redirect_url: None,
+            now_ms: 5,
+        });
+        let declined = c.handle(Command::UpdateReservation {
+            caller: host(),
+            reservation_id: "r2".into(),
+            changes: ReservationChanges {
+                booking_status: Some(BookingStatus::Declined),
+                ..Default::default()
+            },
+            today: date(1),
+            now_ms: 6,
+        });
+        assert_eq!(next(&declined), Next::Nothing, "nothing authorized yet");
+        assert_eq!(booked(&c), vec![5, 6]);
+        let late = c.handle(Command::Payment {
+            reservation_id: "r2".into(),
+            step: PaymentStep::Authorized {
+                payment_ref: "pi_1".into(),
+                payment_status: "requires_capture".into(),
+            },
+            now_ms: 7,
+        });
+        assert_eq!(
+            next(&late),
+            Next::Void {
+                method: PaymentMethod::Card,
+                payment_ref: "pi_1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_payment_cancels_the_stay_and_frees_its_nights() {
+        let mut c = calendar(ApprovalType::Instant);
+        reserve(&mut c, "r1", "g1", 5, 7);
+        c.handle(Command::BeginPayment {
+            caller: guest("g1"),
+            reservation_id: "r1".into(),
+            method: PaymentMethod::Wallet,
+            ticket_id: "t1".into(),
+            redirect_url: None,
+            now_ms: 2,
+        });
+        let failed = c.handle(Command::Payment {
+            reservation_id: "r1".into(),
+            step: PaymentStep::Failed {
+                payment_ref: None,
+                payment_status: "insufficient_funds".into(),
+            },
+            now_ms: 3,
+        });
+        match &failed.reply {
+            Reply::Reservation { reservation, next } => {
+                assert_eq!(reservation.booking_status, BookingStatus::Cancelled);
+                assert_eq!(
+                    reservation.payment_confirmation,
+                    PaymentConfirmation::Canceled
+                );
+                assert_eq!(*next, Next::Nothing);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(booked(&c).is_empty());
+        assert!(failed
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Record(r) if r.payment_status == "failed")));
+    }
+}

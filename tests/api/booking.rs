@@ -879,3 +879,63 @@ async fn listing_subscribers_see_calendar_changes_and_parties_see_status_changes
         "{event:?}"
     );
 }
+
+#[actix_web::test]
+async fn message_threads_show_their_listing_and_reservation() {
+    let node = spawn_node().await;
+    let (host, guest) = (node.user().await, node.user().await);
+    let listing = listing(&node, &host, "manual", 70.0, "USD").await;
+    let reservation = booked(&node, &guest, &listing, 8, 2).await;
+    let (status, body) = call(
+        &node,
+        Method::POST,
+        "/messaging-api/v1/messagethreads",
+        Some(&guest.token),
+        Some(
+            &json!({"guestId": guest.id, "hostId": host.id, "listingId": listing["id"],
+                     "reservationId": reservation["id"], "isOpen": true}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(
+        &node,
+        Method::GET,
+        "/messaging-api/v1/messagethreads",
+        Some(&host.token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let thread = &body["messageThreads"][0];
+    assert_eq!(
+        thread["listingDets"],
+        json!([{"title": "Sea loft", "address": "1 Harbour Road",
+        "propertyType": "loft", "propertyType_idx": 5, "location": {"city": "Porto"}}])
+    );
+    assert_eq!(
+        thread["rezDets"],
+        json!([{"bookingStatus": "pending", "bookingStatus_idx": 0,
+        "checkIn": day(8), "checkOut": day(10)}])
+    );
+}
+
+#[actix_web::test]
+async fn concurrent_payment_starts_take_the_money_once() {
+    let node = spawn_node().await;
+    let (host, guest) = (node.user().await, node.user().await);
+    deposit(&node, &guest, "1000").await;
+    let listing = listing(&node, &host, "instant", 100.0, "EVG").await;
+    let reservation = booked(&node, &guest, &listing, 5, 3).await;
+    let starts = (0..8).map(|_| pay(&node, &guest, &reservation, "wallet"));
+    let answers = futures_util::future::join_all(starts).await;
+    let ok: Vec<_> = answers.iter().filter(|(s, _)| *s == 200).collect();
+    assert_eq!(ok.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(body["message"], "errMsg_invalidStatusTransition");
+    }
+    assert_eq!(ok[0].1["reservation"]["paymentConfirmation"], "paid");
+    assert_eq!(balances(&node, &guest).await, ("700".into(), "700".into()));
+    assert_eq!(balances(&node, &host).await, ("300".into(), "300".into()));
+}
