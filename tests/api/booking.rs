@@ -664,6 +664,9 @@ async fn a_reservation_that_disagrees_with_the_listing_is_refused_whole() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+    // A body that is an array, even with the fields in order, is not an object.
+    let (status, _) = reserve(&node, &guest, &json!([listing["id"], "instant"])).await;
+    assert_eq!(status, 400);
     // Nothing was held by any of it.
     assert!(booked_nights(&node, &host, &listing).await.is_empty());
     // No login, no booking.

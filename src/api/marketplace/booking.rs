@@ -19,6 +19,7 @@ use super::catalog::{
     approval_type, caller, check_id, check_object, check_text, date_any, enum_any, me, money,
     money_number, parse_currency, parse_date, present, PROPERTY_TYPES,
 };
+use super::catalog_texts::Object;
 use super::envelope::{iso, Envelope};
 use super::error::ErrorBody;
 use super::query::ListQuery;
@@ -186,10 +187,10 @@ pub struct CreateReservation {
 pub async fn create_reservation(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreateReservation>,
+    body: web::Json<Object<CreateReservation>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
-    let b = body.into_inner();
+    let b = body.into_inner().0;
     if b.guest_id.as_deref().is_some_and(|g| g != me.user_id()) {
         return Err(MarketError::forbidden(
             "guestId: the guest of a reservation is the session user",
@@ -395,11 +396,11 @@ pub async fn update_reservation(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<UpdateReservation>,
+    body: web::Json<Object<UpdateReservation>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
     let current = visible_reservation(&state, &me, &path.into_inner()).await?;
-    let b = body.into_inner();
+    let b = body.into_inner().0;
     let mut changes = ReservationChanges::default();
     if let Some(status) = &b.booking_status {
         changes.booking_status = Some(BookingStatus::parse(status).ok_or_else(|| {
@@ -594,11 +595,11 @@ pub async fn start_payment(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<StartPayment>,
+    body: web::Json<Object<StartPayment>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
     let current = visible_reservation(&state, &me, &path.into_inner()).await?;
-    let params = body.into_inner().payment_user_params;
+    let params = body.into_inner().0.payment_user_params;
     check_id("paymentMethodId", &params.payment_method_id)?;
     if let Some(url) = &params.redirect_url {
         check_text("redirectUrl", url, URL_CHARS_MAX)?;
@@ -639,11 +640,15 @@ pub async fn refresh_payment(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<RefreshPayment>,
+    body: web::Json<Object<RefreshPayment>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
     let current = visible_reservation(&state, &me, &path.into_inner()).await?;
-    let params = body.into_inner().payment_user_params.unwrap_or(Value::Null);
+    let params = body
+        .into_inner()
+        .0
+        .payment_user_params
+        .unwrap_or(Value::Null);
     if params.to_string().len() > super::catalog::OBJECT_BYTES_MAX {
         return Err(MarketError::bad_request(
             "errMsg_paymentUserParamsIsNotValid",
@@ -671,9 +676,9 @@ pub struct Callback {
 pub async fn callback_payment(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<Callback>,
+    body: web::Json<Object<Callback>>,
 ) -> Result<HttpResponse, MarketError> {
-    let Some(reservation_id) = body.into_inner().reservation_id else {
+    let Some(reservation_id) = body.into_inner().0.reservation_id else {
         return Err(MarketError::bad_request(
             "errMsg_reservationIdIsNotValid",
             "reservationId: the order id of the payment",

@@ -16,6 +16,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Number, Value};
 
+use super::catalog_texts::Object;
 use super::envelope::{iso, Envelope};
 use super::error::ErrorBody;
 use super::query::ListQuery;
@@ -450,10 +451,10 @@ fn check_optional_object(field: &str, value: &Option<Value>) -> Result<(), Marke
 pub async fn create_listing(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreateListing>,
+    body: web::Json<Object<CreateListing>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
-    let b = body.into_inner();
+    let b = body.into_inner().0;
     let admin = me.role().is_admin();
     let host_id = match b.host_id {
         Some(host) if host != me.user_id() => {
@@ -614,12 +615,12 @@ pub async fn update_listing(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<UpdateListing>,
+    body: web::Json<Object<UpdateListing>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
     let listing_id = path.into_inner();
     check_id("listingId", &listing_id)?;
-    let b = body.into_inner();
+    let b = body.into_inner().0;
     let current = store::listing(&state.db, &listing_id)
         .await?
         .filter(|l| l.is_active)
@@ -1126,10 +1127,10 @@ fn expect_day(reply: Reply) -> Result<Day, MarketError> {
 pub async fn create_day(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreateDay>,
+    body: web::Json<Object<CreateDay>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
-    let b = body.into_inner();
+    let b = body.into_inner().0;
     let listing = live_listing(&state.db, &b.listing_id).await?;
     let date = parse_date("date", &b.date)?;
     let currency = parse_currency("currency", &listing.currency)?;
@@ -1229,13 +1230,13 @@ pub async fn update_day(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<UpdateDay>,
+    body: web::Json<Object<UpdateDay>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
     let day_id = path.into_inner();
     let existing = existing_day(&state.db, &day_id).await?;
     let listing = live_listing(&state.db, &existing.listing_id).await?;
-    let b = body.into_inner();
+    let b = body.into_inner().0;
     let currency = parse_currency("currency", &listing.currency)?;
     let mut changes = DayChanges::default();
     if let Some(price) = b.price_override {
