@@ -587,3 +587,25 @@ async fn calendar_days_belong_to_the_host_and_booked_nights_stay_with_their_rese
     );
     assert_eq!(reservation["listingId"], json!(id));
 }
+
+#[actix_web::test]
+async fn an_array_body_is_refused_on_every_marketplace_write() {
+    let node = spawn_node().await;
+    let user = node.user().await;
+    for path in [
+        "/auth-api/v1/registeruser",
+        "/auth-api/login",
+        "/messaging-api/v1/messagethreads",
+        "/notification-api/devices",
+        "/propertycatalog-api/v1/listings",
+        "/propertycatalog-api/v1/listingcalendars",
+        "/bookingmanagement-api/v1/reservations",
+        "/reviewsystem-api/v1/reviews",
+    ] {
+        let body = json!(["someone@example.com", "a password", "A Name"]);
+        let (status, answer) =
+            call(&node, Method::POST, path, Some(&user.token), Some(&body)).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert_eq!(answer["result"], "ERR", "{path}: {answer}");
+    }
+}

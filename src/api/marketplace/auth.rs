@@ -208,9 +208,9 @@ fn valid_email(email: &str) -> Result<(), MarketError> {
 pub async fn register_user(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RegisterUser>,
+    body: web::Json<super::body::Object<RegisterUser>>,
 ) -> Result<HttpResponse, MarketError> {
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     let email = required(&body.email, "email")?;
     let password = required(&body.password, "password")?;
     let fullname = required(&body.fullname, "fullname")?;
@@ -317,9 +317,9 @@ fn session_response(state: &AppState, opened: &Login) -> HttpResponse {
 #[post("/login")]
 pub async fn login(
     state: web::Data<AppState>,
-    body: web::Json<LoginBody>,
+    body: web::Json<super::body::Object<LoginBody>>,
 ) -> Result<HttpResponse, MarketError> {
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     let email = match required(&body.username, "username") {
         Ok(username) => username.to_owned(),
         Err(_) => required(&body.email, "username").map(str::to_owned)?,

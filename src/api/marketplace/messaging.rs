@@ -202,10 +202,10 @@ pub struct CreateThread {
 pub async fn create_thread(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreateThread>,
+    body: web::Json<super::body::Object<CreateThread>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     check_id("guestId", &body.guest_id)?;
     check_id("hostId", &body.host_id)?;
     for (field, value) in [
@@ -413,10 +413,10 @@ pub async fn update_thread(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<UpdateThread>,
+    body: web::Json<super::body::Object<UpdateThread>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     for (field, value) in [
         ("listingId", &body.listing_id),
         ("reservationId", &body.reservation_id),
@@ -503,11 +503,11 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, MarketEr
 pub async fn create_message(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreateMessage>,
+    body: web::Json<super::body::Object<CreateMessage>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
     let key = idempotency_key(&req)?;
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     check_id("threadId", &body.thread_id)?;
     check_text("content", &body.content, CONTENT_CHARS_MAX)?;
     if let Some(url) = &body.media_url {
@@ -605,10 +605,10 @@ pub async fn update_message(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<UpdateMessage>,
+    body: web::Json<super::body::Object<UpdateMessage>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     if let Some(content) = &body.content {
         check_text("content", content, CONTENT_CHARS_MAX)?;
     }
@@ -774,10 +774,10 @@ pub struct CreateReport {
 pub async fn create_report(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreateReport>,
+    body: web::Json<super::body::Object<CreateReport>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     check_id("messageId", &body.message_id)?;
     check_text("reportReason", &body.report_reason, REPORT_TEXT_CHARS_MAX)?;
     if body
@@ -897,13 +897,13 @@ pub async fn update_report(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<UpdateReport>,
+    body: web::Json<super::body::Object<UpdateReport>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
     if !me.role().is_admin() {
         return Err(MarketError::forbidden("only admins moderate reports"));
     }
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     if let Some(status) = &body.moderation_status {
         if !MODERATION_STATUSES.contains(&status.as_str()) {
             return Err(MarketError::bad_request(

@@ -2,6 +2,7 @@
 //! envelope, one error shape and the token locations. Condensed in `shared/spec/airbnb-*.md`.
 
 pub mod auth;
+pub mod body;
 pub mod booking;
 pub mod booking_records;
 pub mod catalog;

@@ -326,10 +326,10 @@ impl ListQuery {
 pub async fn register_device(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RegisterDevice>,
+    body: web::Json<super::body::Object<RegisterDevice>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = caller(&req, &state).await?;
-    let device = body.into_inner().device;
+    let device = body.into_inner().0.device;
     let token = SecretString::from(device.token);
     let token_text = token.expose_secret();
     if token_text.is_empty()
@@ -479,10 +479,10 @@ fn whole(rows: usize) -> Paging {
 pub async fn send_notification(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<SendNotification>,
+    body: web::Json<super::body::Object<SendNotification>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = administrator(&req, &state).await?;
-    let input = body.into_inner().notification;
+    let input = body.into_inner().0.notification;
     if input.user_ids.is_empty() || input.user_ids.len() > RECIPIENTS_MAX {
         return Err(MarketError::bad_request(
             "errMsg_userIdsIsNotValid",
@@ -569,10 +569,10 @@ pub async fn send_notification(
 pub async fn mark_seen(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<MarkSeen>,
+    body: web::Json<super::body::Object<MarkSeen>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = caller(&req, &state).await?;
-    let mut ids = body.into_inner().notification_ids;
+    let mut ids = body.into_inner().0.notification_ids;
     if ids.is_empty() || ids.len() > SEEN_IDS_MAX {
         return Err(MarketError::bad_request(
             "errMsg_notificationIdsIsNotValid",
