@@ -164,14 +164,16 @@ pub async fn create_reservation_payment(
     db: &Db,
     new: &NewReservationPayment,
 ) -> Result<ReservationPaymentRow, StoreError> {
-    on_db!(db, pool => {
+    let sql =
+        format!("SELECT {RESERVATION_PAYMENT_COLUMNS} FROM reservation_payments WHERE id = $1");
+    Ok(on_db!(db, pool => {
         let mut tx = pool.begin_write().await?;
         insert_reservation_payment(super::journal::to_tx(&mut tx), new).await?;
+        // Read in the same transaction: the answer is what this insert wrote.
+        let row = sqlx::query_as(&sql).bind(&new.id).fetch_one(&mut *tx).await?;
         tx.commit().await?;
-    });
-    reservation_payment(db, &new.id)
-        .await?
-        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        row
+    }))
 }
 
 /// A reservation payment by id, deleted ones included.
@@ -253,11 +255,14 @@ pub async fn set_reservation_payment(
     state: &ReservationPaymentState,
     now_ms: i64,
 ) -> Result<Option<ReservationPaymentRow>, StoreError> {
-    let changed = on_db!(db, pool => sqlx::query(
+    // RETURNING: the answer is the state this update wrote, not a later one.
+    let sql = format!(
         "UPDATE reservation_payments SET payment_id = $3, payment_status = $4, \
          status_literal = $5, redirect_url = $6, is_active = $7, \
          record_version = record_version + 1, updated_at = $8 \
-         WHERE id = $1 AND record_version = $2")
+         WHERE id = $1 AND record_version = $2 RETURNING {RESERVATION_PAYMENT_COLUMNS}"
+    );
+    Ok(on_db!(db, pool => sqlx::query_as(&sql)
         .bind(id)
         .bind(expected_version)
         .bind(&state.payment_id)
@@ -266,13 +271,8 @@ pub async fn set_reservation_payment(
         .bind(&state.redirect_url)
         .bind(state.is_active)
         .bind(now_ms)
-        .execute(pool)
-        .await?
-        .rows_affected());
-    if changed == 0 {
-        return Ok(None);
-    }
-    reservation_payment(db, id).await
+        .fetch_optional(pool)
+        .await?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,14 +359,14 @@ pub async fn create_payment_record(
     db: &Db,
     new: &NewPaymentRecord,
 ) -> Result<PaymentRecordRow, StoreError> {
-    on_db!(db, pool => {
+    let sql = format!("SELECT {PAYMENT_RECORD_COLUMNS} FROM payment_records WHERE id = $1");
+    Ok(on_db!(db, pool => {
         let mut tx = pool.begin_write().await?;
         insert_payment_record(super::journal::to_tx(&mut tx), new).await?;
+        let row = sqlx::query_as(&sql).bind(&new.id).fetch_one(&mut *tx).await?;
         tx.commit().await?;
-    });
-    payment_record(db, &new.id)
-        .await?
-        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        row
+    }))
 }
 
 /// A payment record by id.
@@ -443,27 +443,25 @@ pub struct NewDispute {
 
 /// Create a dispute, reported now, owned by whoever raised it.
 pub async fn create_dispute(db: &Db, new: &NewDispute) -> Result<DisputeRow, StoreError> {
-    on_db!(db, pool => {
-        sqlx::query(
-            "INSERT INTO disputes (id, reservation_id, raised_by, admin_id, issue_type, \
-             description, related_payment_id, resolution_status, reported_at, resolved_at, \
-             refund_approved, is_active, record_version, owner_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, TRUE, 1, $3, $9, $9)")
-            .bind(&new.id)
-            .bind(&new.reservation_id)
-            .bind(&new.raised_by)
-            .bind(&new.admin_id)
-            .bind(&new.issue_type)
-            .bind(&new.description)
-            .bind(&new.related_payment_id)
-            .bind(&new.resolution_status)
-            .bind(new.now_ms)
-            .execute(pool)
-            .await?;
-    });
-    dispute(db, &new.id)
-        .await?
-        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    let sql = format!(
+        "INSERT INTO disputes (id, reservation_id, raised_by, admin_id, issue_type, \
+         description, related_payment_id, resolution_status, reported_at, resolved_at, \
+         refund_approved, is_active, record_version, owner_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, TRUE, 1, $3, $9, $9) \
+         RETURNING {DISPUTE_COLUMNS}"
+    );
+    Ok(on_db!(db, pool => sqlx::query_as(&sql)
+        .bind(&new.id)
+        .bind(&new.reservation_id)
+        .bind(&new.raised_by)
+        .bind(&new.admin_id)
+        .bind(&new.issue_type)
+        .bind(&new.description)
+        .bind(&new.related_payment_id)
+        .bind(&new.resolution_status)
+        .bind(new.now_ms)
+        .fetch_one(pool)
+        .await?))
 }
 
 /// A dispute by id.
@@ -514,11 +512,14 @@ pub async fn set_dispute(
     state: &DisputeState,
     now_ms: i64,
 ) -> Result<Option<DisputeRow>, StoreError> {
-    let changed = on_db!(db, pool => sqlx::query(
+    // RETURNING: the answer is the state this update wrote, not a later one.
+    let sql = format!(
         "UPDATE disputes SET admin_id = $3, issue_type = $4, description = $5, \
          resolution_status = $6, resolved_at = $7, refund_approved = $8, \
          record_version = record_version + 1, updated_at = $9 \
-         WHERE id = $1 AND record_version = $2")
+         WHERE id = $1 AND record_version = $2 RETURNING {DISPUTE_COLUMNS}"
+    );
+    Ok(on_db!(db, pool => sqlx::query_as(&sql)
         .bind(id)
         .bind(expected_version)
         .bind(&state.admin_id)
@@ -528,13 +529,8 @@ pub async fn set_dispute(
         .bind(state.resolved_at)
         .bind(state.refund_approved)
         .bind(now_ms)
-        .execute(pool)
-        .await?
-        .rows_affected());
-    if changed == 0 {
-        return Ok(None);
-    }
-    dispute(db, id).await
+        .fetch_optional(pool)
+        .await?))
 }
 
 // ---------------------------------------------------------------------------------------------

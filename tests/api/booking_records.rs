@@ -1054,3 +1054,84 @@ async fn a_card_payment_leaves_the_payment_the_customer_and_the_card() {
         assert_eq!(status, 403, "{path}");
     }
 }
+
+#[actix_web::test]
+async fn concurrent_manual_payments_of_one_reservation_make_one() {
+    let (node, admin) = node_with_admin().await;
+    let (reservation_id, _, _) = reservation(&node).await;
+    let path = url("/v1/reservationpayment");
+    let attempts = (0..8).map(|i| {
+        let mut body = payment_body(&reservation_id);
+        body["paymentId"] = json!(format!("pi_race_{i}"));
+        post(&node, &path, &admin, body)
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [201, 409, 409, 409, 409, 409, 409, 409],
+        "{answers:?}"
+    );
+    let (_, list) = get(
+        &node,
+        &url(&format!(
+            "/v1/reservationpayments?orderId={reservation_id}&isActive=false"
+        )),
+        &admin,
+    )
+    .await;
+    assert_eq!(list["paging"]["totalRowCount"], 0, "{list}");
+    let (_, list) = get(
+        &node,
+        &url(&format!("/v1/reservationpayments?orderId={reservation_id}")),
+        &admin,
+    )
+    .await;
+    assert_eq!(list["paging"]["totalRowCount"], 1, "{list}");
+}
+
+#[actix_web::test]
+async fn concurrent_dispute_updates_are_each_applied_once_or_refused() {
+    let (node, admin) = node_with_admin().await;
+    let (reservation_id, guest, _) = reservation(&node).await;
+    let (status, created) = post(
+        &node,
+        &url("/v1/disputes"),
+        &guest,
+        dispute_body(&reservation_id, &guest.id),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let path = url(&format!(
+        "/v1/disputes/{}",
+        created["dispute"]["id"].as_str().unwrap()
+    ));
+    let attempts = (0..8).map(|i| {
+        let body = if i % 2 == 0 {
+            json!({"description": format!("take {i}")})
+        } else {
+            json!({"refundApproved": i % 4 == 1})
+        };
+        patch(&node, &path, &admin, body)
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let applied = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert!(applied >= 1, "{answers:?}");
+    for (status, body) in &answers {
+        assert!(*status == 200 || *status == 409, "{body}");
+    }
+    // Every applied update raised the version once: none overwrote another unseen.
+    let (_, after) = get(&node, &path, &admin).await;
+    assert_eq!(
+        after["dispute"]["recordVersion"],
+        json!(1 + applied),
+        "{after}"
+    );
+    let versions: std::collections::BTreeSet<i64> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body["dispute"]["recordVersion"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions.len(), applied, "{answers:?}");
+}
