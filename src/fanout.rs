@@ -13,7 +13,7 @@ use protocol::Push;
 use crate::bus::Hub;
 use crate::notify::OfflinePush;
 use crate::store::notifications::NewNotification;
-use crate::ws::{thread_topic, user_topic};
+use crate::ws::{listing_topic, thread_topic, user_topic};
 
 /// The journal's event sink.
 pub struct Fanout {
@@ -73,6 +73,49 @@ impl Fanout {
         }
     }
 
+    /// Calendar days to the listing's subscribers; reservation changes to guest and host.
+    async fn calendar(&self, event: actors::calendar::Event) {
+        use actors::calendar::Event as Cal;
+        match event {
+            Cal::Day(day) => {
+                self.publish(Push {
+                    topic: listing_topic(&day.listing_id),
+                    seq: None,
+                    event: protocol::Event::CalendarDay {
+                        listing_id: day.listing_id.clone(),
+                        date: day.date.to_string(),
+                        is_available: day.is_available,
+                        booked: day.reservation_id.is_some(),
+                        price_override: day.price_override.map(|m| m.amount().to_string()),
+                        min_stay: day.min_stay,
+                        is_active: day.is_active,
+                    },
+                })
+                .await;
+            }
+            Cal::Reservation(r) => {
+                let event = protocol::Event::ReservationUpdated {
+                    reservation_id: r.id.clone(),
+                    listing_id: r.listing_id.clone(),
+                    booking_status: r.booking_status.as_str().to_owned(),
+                    payment_confirmation: r.payment_confirmation.as_str().to_owned(),
+                    check_in: r.check_in.to_string(),
+                    check_out: r.check_out.to_string(),
+                    is_active: r.is_active,
+                };
+                for user in [&r.guest_id, &r.host_id] {
+                    self.publish(Push {
+                        topic: user_topic(user),
+                        seq: None,
+                        event: event.clone(),
+                    })
+                    .await;
+                }
+            }
+            Cal::Listing(_) | Cal::Ticket(_) | Cal::Record(_) => {}
+        }
+    }
+
     async fn publish(&self, push: Push) {
         if let Err(error) = self.bus.publish(push).await {
             tracing::error!(%error, "publishing a committed event failed");
@@ -122,6 +165,7 @@ impl EventSink<DomainEvent> for Fanout {
                         })
                         .await;
                     }
+                    DomainEvent::Calendar(event) => self.calendar(event).await,
                     DomainEvent::Wallet(_) => {}
                 }
             }

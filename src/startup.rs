@@ -135,6 +135,17 @@ impl Application {
             journal.clone(),
             settings.registry_settings(),
         );
+        let payments: Arc<dyn crate::payments::PaymentGateway> =
+            Arc::new(crate::payments::test_gateway::TestGateway::new());
+        let stays = crate::stays::Stays::new(
+            db.clone(),
+            arbiters.clone(),
+            journal.clone(),
+            settings.registry_settings(),
+            Arc::clone(&wallets),
+            Arc::clone(&payments),
+            settings.clock.clone(),
+        );
         let gateway = Gateway::new(
             Arc::clone(&settings),
             Arc::clone(&auth),
@@ -166,7 +177,8 @@ impl Application {
             wallets,
             conversations,
             notifier,
-            payments: Arc::new(crate::payments::test_gateway::TestGateway::new()),
+            payments,
+            stays,
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

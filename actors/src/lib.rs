@@ -32,6 +32,13 @@ pub use idempotency::{IdempotencyKey, Request};
 pub enum DomainEvent {
     Wallet(wallet::Event),
     Conversation(conversation::Event),
+    Calendar(calendar::Event),
+}
+
+impl From<calendar::Event> for DomainEvent {
+    fn from(event: calendar::Event) -> Self {
+        DomainEvent::Calendar(event)
+    }
 }
 
 impl From<conversation::Event> for DomainEvent {

@@ -122,6 +122,15 @@ impl Money {
         (minor > 0).then_some(Money { minor, currency })
     }
 
+    /// From stored minor units, which the store keeps positive; a non-positive value (a
+    /// corrupt row) reads as one minor unit rather than failing the whole read.
+    pub fn from_stored(minor: i64, currency: Currency) -> Money {
+        Money {
+            minor: minor.max(1),
+            currency,
+        }
+    }
+
     pub fn minor(&self) -> i64 {
         self.minor
     }

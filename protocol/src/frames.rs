@@ -402,6 +402,34 @@ pub enum Event {
         title: String,
         body: String,
     },
+    /// A day of a listing's calendar changed (ephemeral, topic `listing:<id>`): booked or
+    /// released by a reservation, or set by the host. Who booked it is not part of it.
+    CalendarDay {
+        listing_id: String,
+        /// `YYYY-MM-DD`.
+        date: String,
+        is_available: bool,
+        /// True while a reservation holds the night.
+        booked: bool,
+        /// Decimal string, in the listing's currency.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        price_override: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_stay: Option<i64>,
+        /// False when the entry was deleted.
+        is_active: bool,
+    },
+    /// A reservation's booking or payment status changed (ephemeral, on the guest's and the
+    /// host's user topics).
+    ReservationUpdated {
+        reservation_id: String,
+        listing_id: String,
+        booking_status: String,
+        payment_confirmation: String,
+        check_in: String,
+        check_out: String,
+        is_active: bool,
+    },
 }
 
 /// A message of a thread, as pushed and as answered to `post_message`.

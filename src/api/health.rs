@@ -88,6 +88,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             state.conversations.registry().len(),
             state.conversations.registry().stats(),
         ),
+        (
+            "calendar",
+            state.stays.registry().len(),
+            state.stays.registry().stats(),
+        ),
     ];
     for (kind, live, stats) in kinds {
         set(&state.metrics.actors_live, kind, live as u64);

@@ -39,6 +39,8 @@ pub struct AppState {
     pub notifier: Arc<Notifier>,
     /// The card payment gateway (the built-in test gateway unless configured otherwise).
     pub payments: Arc<dyn crate::payments::PaymentGateway>,
+    /// Listings' calendars and the booking flows over them.
+    pub stays: Arc<crate::stays::Stays>,
 }
 
 /// When the request arrived, for `elapsedMs` in envelopes.

@@ -418,7 +418,7 @@ impl Filter {
         self.sql.push(format!("({})", any.join(" OR ")));
     }
 
-    fn where_clause(&self) -> String {
+    pub(crate) fn where_clause(&self) -> String {
         if self.sql.is_empty() {
             String::new()
         } else {
@@ -434,7 +434,7 @@ pub struct Page {
     pub limit: i64,
 }
 
-async fn count(db: &Db, table: &str, filter: &Filter) -> Result<i64, StoreError> {
+pub(crate) async fn count(db: &Db, table: &str, filter: &Filter) -> Result<i64, StoreError> {
     let sql = format!("SELECT COUNT(*) FROM {table}{}", filter.where_clause());
     Ok(on_db!(db, pool => {
         let mut query = sqlx::query_scalar(&sql);
@@ -468,6 +468,7 @@ macro_rules! select_page {
         })
     }};
 }
+pub(crate) use select_page;
 
 /// Threads matching a filter, most recently active first, and how many match in all.
 pub async fn threads(

@@ -27,6 +27,9 @@ impl Persist for actors::DomainEvent {
                 actors::DomainEvent::Conversation(event) => {
                     super::conversations::persist(event, tx.reborrow()).await?;
                 }
+                actors::DomainEvent::Calendar(event) => {
+                    super::stays::persist(event, tx.reborrow()).await?;
+                }
             }
             // The notification an event makes is stored with it (see `notify::of_event`).
             if let Some(notification) = crate::notify::of_event(self) {

@@ -1119,11 +1119,13 @@ impl Reader {
         });
     }
 
-    /// Who may subscribe to what. Topics: `user:<id>` (only one's own).
+    /// Who may subscribe to what. Topics: `user:<id>` (only one's own); `listing:<id>` (anyone
+    /// signed in: availability is public, and its pushes carry no guest).
     fn may_subscribe(&self, topic: &str) -> Result<(), (ErrorCode, &'static str)> {
         match topic.split_once(':') {
             Some(("user", id)) if id == self.user_id => Ok(()),
             Some(("user", _)) => Err((ErrorCode::Forbidden, "another user's topic")),
+            Some(("listing", id)) if !id.is_empty() && id.len() <= 64 => Ok(()),
             _ => Err((ErrorCode::BadRequest, "unknown topic")),
         }
     }

@@ -36,6 +36,11 @@ pub fn user_topic(user_id: &str) -> String {
     format!("user:{user_id}")
 }
 
+/// The topic of a listing: its calendar days as they change (see `Event::CalendarDay`).
+pub fn listing_topic(listing_id: &str) -> String {
+    format!("listing:{listing_id}")
+}
+
 /// The topic of a message thread: its messages, edits, read marks and state changes, each
 /// with the thread's sequence number, and typing indicators.
 pub fn thread_topic(thread_id: &str) -> String {

@@ -314,3 +314,24 @@ impl WsClient {
         }
     }
 }
+
+/// One HTTP call with an optional bearer token and JSON body: the status and the JSON body
+/// (`null` when there is none).
+pub async fn call(
+    node: &TestNode,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut request = node.http.request(method, node.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}

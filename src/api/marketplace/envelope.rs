@@ -92,6 +92,17 @@ impl<'a> Envelope<'a> {
         HttpResponse::build(self.status).json(body)
     }
 
+    /// An envelope around one object, with more top-level keys (`paymentResult`).
+    pub fn one_with(self, data: impl Serialize, extra: Map<String, Value>) -> HttpResponse {
+        let mut body = self.head(1);
+        body.extend(extra);
+        body.insert(
+            self.data_name.into(),
+            serde_json::to_value(data).unwrap_or(Value::Null),
+        );
+        HttpResponse::build(self.status).json(body)
+    }
+
     /// An envelope around a page of objects.
     pub fn list<T: Serialize>(self, rows: &[T], paging: Paging) -> HttpResponse {
         self.list_with(rows, paging, Map::new())

@@ -306,19 +306,57 @@ pub async fn list_threads(
     }
     let (rows, total) = store::threads(&state.db, &filter, query.page()).await?;
     let paging = query.paging(total)?;
-    let views: Vec<Value> = rows
-        .iter()
-        .map(|row| {
-            let mut view = thread_view(row);
-            if query.get_joins {
-                // Listings and reservations join here once the catalog and booking services
-                // hold them; until then a thread's links have no details to show.
-                view["listingDets"] = json!([]);
-                view["rezDets"] = json!([]);
-            }
-            view
-        })
-        .collect();
+    let mut views: Vec<Value> = rows.iter().map(thread_view).collect();
+    if query.get_joins {
+        let listing_ids: Vec<String> = rows.iter().filter_map(|r| r.listing_id.clone()).collect();
+        let listings = crate::store::stays::listings_by_ids(&state.db, &listing_ids).await?;
+        for (view, row) in views.iter_mut().zip(&rows) {
+            let listing = row
+                .listing_id
+                .as_ref()
+                .and_then(|id| listings.iter().find(|l| &l.id == id));
+            view["listingDets"] = Value::Array(
+                listing
+                    .map(|l| {
+                        json!({
+                            "title": l.title,
+                            "address": l.address,
+                            "propertyType": l.property_type,
+                            "propertyType_idx": super::catalog::PROPERTY_TYPES
+                                .iter()
+                                .position(|t| *t == l.property_type),
+                            "location": serde_json::from_str::<Value>(&l.location)
+                                .unwrap_or(Value::Null),
+                        })
+                    })
+                    .into_iter()
+                    .collect(),
+            );
+            // A reservation shows only when it is between this thread's guest and host.
+            let reservation = match &row.reservation_id {
+                Some(id) => crate::store::stays::reservation(&state.db, id)
+                    .await?
+                    .filter(|r| r.guest_id == row.guest_id && r.host_id == row.host_id),
+                None => None,
+            };
+            view["rezDets"] = Value::Array(
+                reservation
+                    .map(|r| {
+                        json!({
+                            "bookingStatus": r.booking_status,
+                            "bookingStatus_idx": actors::calendar::BookingStatus::parse(
+                                &r.booking_status
+                            )
+                            .map(|s| s.index()),
+                            "checkOut": r.check_out,
+                            "checkIn": r.check_in,
+                        })
+                    })
+                    .into_iter()
+                    .collect(),
+            );
+        }
+    }
     Ok(Envelope::new(&req, Some(&me), "messageThreads")
         .action("list")
         .list(&views, paging))

@@ -78,12 +78,32 @@ pub fn configure(cfg: &mut ServiceConfig<'_>, body_bytes_max: usize) {
         }
         if service == "propertycatalog" {
             // Listings and listing calendars (catalog.rs).
+            mounted = mounted
+                .service(catalog::create_listing)
+                .service(catalog::update_listing)
+                .service(catalog::delete_listing)
+                .service(catalog::get_listing)
+                .service(catalog::list_listings)
+                .service(catalog::create_day)
+                .service(catalog::update_day)
+                .service(catalog::delete_day)
+                .service(catalog::get_day)
+                .service(catalog::list_days);
         }
         if service == "propertycatalog" {
             // Amenities and locale texts (catalog_texts.rs).
         }
         if service == "bookingmanagement" {
             // Reservations and their payment flow (booking.rs).
+            mounted = mounted
+                .service(booking::create_reservation)
+                .service(booking::get_reservation)
+                .service(booking::list_reservations)
+                .service(booking::update_reservation)
+                .service(booking::delete_reservation)
+                .service(booking::start_payment)
+                .service(booking::refresh_payment)
+                .service(booking::callback_payment);
         }
         if service == "bookingmanagement" {
             // Payment records, disputes, reservation payments, customers, methods
