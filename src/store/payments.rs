@@ -9,54 +9,10 @@
 
 use serde_json::{Map, Value};
 
-use super::conversations::{Filter, Page};
+use super::conversations::{count, select_page, Filter, Page};
 use super::journal::Tx;
 use super::{BeginWrite, Db, StoreError};
 use crate::{on_db, on_tx};
-
-fn where_sql(filter: &Filter) -> String {
-    if filter.sql.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", filter.sql.join(" AND "))
-    }
-}
-
-async fn count(db: &Db, table: &str, filter: &Filter) -> Result<i64, StoreError> {
-    let sql = format!("SELECT COUNT(*) FROM {table}{}", where_sql(filter));
-    Ok(on_db!(db, pool => {
-        let mut query = sqlx::query_scalar(&sql);
-        for bind in &filter.binds {
-            query = query.bind(bind);
-        }
-        query.fetch_one(pool).await?
-    }))
-}
-
-/// One page of rows of `$table` matching `$filter`, in `$order`.
-macro_rules! select_page {
-    ($db:expr, $columns:expr, $table:expr, $filter:expr, $order:expr, $page:expr) => {{
-        let filter: &Filter = $filter;
-        let page: Page = $page;
-        let n = filter.binds.len();
-        let sql = format!(
-            "SELECT {} FROM {}{} ORDER BY {} LIMIT ${} OFFSET ${}",
-            $columns,
-            $table,
-            where_sql(filter),
-            $order,
-            n + 1,
-            n + 2
-        );
-        on_db!($db, pool => {
-            let mut query = sqlx::query_as(&sql);
-            for bind in &filter.binds {
-                query = query.bind(bind);
-            }
-            query.bind(page.limit).bind(page.offset).fetch_all(pool).await?
-        })
-    }};
-}
 
 /// `columns` qualified with a table alias (`a, b` → `p.a, p.b`).
 fn qualified(columns: &str, alias: &str) -> String {
@@ -67,20 +23,28 @@ fn qualified(columns: &str, alias: &str) -> String {
         .join(", ")
 }
 
-/// What the payment routes need to know of a reservation: who its guest and host are, and
-/// its currency.
+/// What the payment routes need to know of a reservation: who its guest and host are, its
+/// currency, and where its payment stands.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ReservationParties {
     pub id: String,
     pub guest_id: String,
     pub host_id: String,
     pub currency: String,
+    pub payment_confirmation: String,
     pub is_active: bool,
 }
 
 impl ReservationParties {
     pub fn is_party(&self, user_id: &str) -> bool {
         self.guest_id == user_id || self.host_id == user_id
+    }
+
+    /// Whether the payment flow is over for this reservation (`paid` or `canceled`): the
+    /// calendar actor writes its reservation payment while the payment is `pending` (it
+    /// creates one when the payment starts) or `processing`, and never after.
+    pub fn payment_settled(&self) -> bool {
+        matches!(self.payment_confirmation.as_str(), "paid" | "canceled")
     }
 }
 
@@ -90,7 +54,8 @@ pub async fn reservation_parties(
     id: &str,
 ) -> Result<Option<ReservationParties>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_as(
-        "SELECT id, guest_id, host_id, currency, is_active FROM reservations WHERE id = $1")
+        "SELECT id, guest_id, host_id, currency, payment_confirmation, is_active \
+         FROM reservations WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await?))

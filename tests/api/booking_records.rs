@@ -802,29 +802,76 @@ async fn disputes_may_name_a_payment_of_their_own_reservation_only() {
     assert_eq!(answer["dispute"]["relatedPaymentId"], record_id.as_str());
 }
 
+/// Start the payment of a reservation with a payment method (a test card token or `wallet`).
+async fn pay(node: &TestNode, guest: &TestUser, reservation_id: &str, method: &str) -> Value {
+    let (status, body) = patch(
+        node,
+        &url(&format!("/v1/startreservationpayment/{reservation_id}")),
+        guest,
+        json!({"paymentUserParams": {"paymentMethodId": method}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 #[actix_web::test]
-async fn admins_correct_reservation_payments_and_the_parties_read_them() {
+async fn the_payment_flow_owns_a_reservation_payment_until_it_is_settled() {
     let (node, admin) = node_with_admin().await;
-    let (reservation_id, guest, host) = reservation(&node).await;
-    let outsider = node.user().await;
-    let (status, created) = post(
+    let (reservation_id, guest, _) = reservation(&node).await;
+    // Before the payment starts: the flow will create the payment.
+    let (status, body) = post(
         &node,
         &url("/v1/reservationpayment"),
         &admin,
         payment_body(&reservation_id),
     )
     .await;
-    assert_eq!(status, 201, "{created}");
-    assert_eq!(created["dataName"], "sys_reservationPayment");
-    let payment = created["sys_reservationPayment"].clone();
+    assert_error(status, &body, 409, "errMsg_paymentInProgress");
+    // Authorized and waiting for the host: the flow will capture or void it.
+    let started = pay(&node, &guest, &reservation_id, "pm_card_visa").await;
+    assert_eq!(started["reservation"]["paymentConfirmation"], "processing");
+    let (status, ticket) = get(
+        &node,
+        &url(&format!("/v1/reservationpaymentbyorderid/{reservation_id}")),
+        &admin,
+    )
+    .await;
+    assert_eq!(status, 200, "{ticket}");
+    let ticket = ticket["sys_reservationPayment"].clone();
+    let path = url(&format!(
+        "/v1/reservationpayment/{}",
+        ticket["id"].as_str().unwrap()
+    ));
+    let (status, body) = patch(&node, &path, &admin, json!({"statusLiteral": "meddled"})).await;
+    assert_error(status, &body, 409, "errMsg_paymentInProgress");
+    let (status, body) = delete(&node, &path, &admin).await;
+    assert_error(status, &body, 409, "errMsg_paymentInProgress");
+    let (_, unchanged) = get(&node, &path, &admin).await;
+    assert_eq!(unchanged["sys_reservationPayment"], ticket);
+}
+
+#[actix_web::test]
+async fn admins_correct_settled_reservation_payments_and_the_parties_read_them() {
+    let (node, admin) = node_with_admin().await;
+    let (open_id, guest, host) = reservation(&node).await;
+    pay(&node, &guest, &open_id, "pm_card_visa").await;
+    let declined = reservation_from(&node, &guest, &host, 30, 2).await;
+    let reservation_id = declined["id"].as_str().unwrap().to_owned();
+    let answer = pay(&node, &guest, &reservation_id, "pm_card_chargeDeclined").await;
+    assert_eq!(answer["reservation"]["paymentConfirmation"], "canceled");
+    let outsider = node.user().await;
+
+    let by_order = url(&format!("/v1/reservationpaymentbyorderid/{reservation_id}"));
+    let (status, body) = get(&node, &by_order, &guest).await;
+    assert_eq!(status, 200, "{body}");
+    let payment = body["sys_reservationPayment"].clone();
     let payment_id = payment["id"].as_str().unwrap().to_owned();
+    let gateway_id = payment["paymentId"].as_str().unwrap().to_owned();
     assert_eq!(payment["orderId"], reservation_id.as_str());
     assert_eq!(payment["ownerId"], guest.id.as_str());
     assert_eq!(payment["_owner"], guest.id.as_str());
-    assert_eq!(payment["paymentId"], "pi_manual_42");
-    assert_eq!(payment["paymentStatus"], "requires_capture");
-    assert_eq!(payment["statusLiteral"], "authorized");
-    assert_eq!(payment["redirectUrl"], "https://example.com/done");
+    assert_eq!(payment["statusLiteral"], "failed");
     assert_eq!(payment["isActive"], true);
     // One active payment per reservation.
     let (status, body) = post(
@@ -838,8 +885,8 @@ async fn admins_correct_reservation_payments_and_the_parties_read_them() {
 
     let reads = [
         url(&format!("/v1/reservationpayment/{payment_id}")),
-        url(&format!("/v1/reservationpaymentbyorderid/{reservation_id}")),
-        url("/v1/reservationpaymentbypaymentid/pi_manual_42"),
+        by_order.clone(),
+        url(&format!("/v1/reservationpaymentbypaymentid/{gateway_id}")),
     ];
     for path in &reads {
         for who in [&guest, &host, &admin] {
@@ -850,17 +897,21 @@ async fn admins_correct_reservation_payments_and_the_parties_read_them() {
         let (status, body) = get(&node, path, &outsider).await;
         assert_error(status, &body, 404, "errMsg_reservationPaymentNotFound");
     }
-    for (who, expected) in [(&guest, 1), (&host, 1), (&admin, 1), (&outsider, 0)] {
+    for (who, expected) in [(&guest, 2), (&host, 2), (&admin, 2), (&outsider, 0)] {
         let (_, list) = get(&node, &url("/v1/reservationpayments"), who).await;
         assert_eq!(list["paging"]["totalRowCount"], expected, "{list}");
     }
     let (_, partial) = get(
         &node,
-        &url("/v1/reservationpayments?paymentStatus=CAPTURE&statusLiteral=auth"),
-        &guest,
+        &url("/v1/reservationpayments?statusLiteral=FAIL"),
+        &host,
     )
     .await;
     assert_eq!(partial["paging"]["totalRowCount"], 1, "{partial}");
+    assert_eq!(
+        partial["sys_reservationPayments"][0]["id"],
+        payment_id.as_str()
+    );
     // A LIKE wildcard in a filter is a plain character.
     let (_, wildcard) = get(
         &node,
@@ -876,51 +927,61 @@ async fn admins_correct_reservation_payments_and_the_parties_read_them() {
     )
     .await;
     assert_eq!(owned["paging"]["totalRowCount"], 0, "{owned}");
+    let (_, ordered) = get(
+        &node,
+        &url(&format!("/v1/reservationpayments?orderId={reservation_id}")),
+        &guest,
+    )
+    .await;
+    assert_eq!(ordered["paging"]["totalRowCount"], 1, "{ordered}");
 
     let path = url(&format!("/v1/reservationpayment/{payment_id}"));
+    let version = payment["recordVersion"].as_i64().unwrap();
     let (status, updated) = patch(
         &node,
         &path,
         &admin,
-        json!({"paymentStatus": "succeeded", "statusLiteral": "paid", "redirectUrl": null}),
+        json!({"paymentStatus": "failed", "statusLiteral": "reviewed",
+               "redirectUrl": "https://example.com/back"}),
     )
     .await;
     assert_eq!(status, 200, "{updated}");
     let updated = &updated["sys_reservationPayment"];
-    assert_eq!(updated["paymentStatus"], "succeeded");
-    assert_eq!(updated["statusLiteral"], "paid");
-    assert_eq!(updated["redirectUrl"], Value::Null);
-    assert_eq!(updated["paymentId"], "pi_manual_42");
-    assert_eq!(updated["recordVersion"], 2);
+    assert_eq!(updated["statusLiteral"], "reviewed");
+    assert_eq!(updated["redirectUrl"], "https://example.com/back");
+    assert_eq!(updated["paymentId"], gateway_id.as_str());
+    assert_eq!(updated["recordVersion"], version + 1);
+    let (_, cleared) = patch(&node, &path, &admin, json!({"redirectUrl": null})).await;
+    assert_eq!(
+        cleared["sys_reservationPayment"]["redirectUrl"],
+        Value::Null
+    );
+    assert_eq!(
+        cleared["sys_reservationPayment"]["statusLiteral"],
+        "reviewed"
+    );
 
     let (status, deleted) = delete(&node, &path, &admin).await;
     assert_eq!(status, 200, "{deleted}");
-    assert_eq!(deleted["sys_reservationPayment"]["isActive"], false);
-    assert_eq!(deleted["sys_reservationPayment"]["statusLiteral"], "paid");
-    assert_eq!(deleted["sys_reservationPayment"]["recordVersion"], 3);
+    let deleted = deleted["sys_reservationPayment"].clone();
+    assert_eq!(deleted["isActive"], false);
+    assert_eq!(deleted["statusLiteral"], "reviewed");
+    assert_eq!(deleted["recordVersion"], version + 3);
     let (status, again) = delete(&node, &path, &admin).await;
     assert_eq!(status, 200, "{again}");
-    assert_eq!(
-        again["sys_reservationPayment"],
-        deleted["sys_reservationPayment"]
-    );
+    assert_eq!(again["sys_reservationPayment"], deleted);
     // Gone for the parties, kept for admins; a deleted payment is not changed any more.
     let (status, _) = get(&node, &path, &guest).await;
     assert_eq!(status, 404);
     let (status, kept) = get(&node, &path, &admin).await;
     assert_eq!(status, 200);
-    assert_eq!(kept["sys_reservationPayment"]["isActive"], false);
-    let (status, _) = get(
-        &node,
-        &url(&format!("/v1/reservationpaymentbyorderid/{reservation_id}")),
-        &admin,
-    )
-    .await;
+    assert_eq!(kept["sys_reservationPayment"], deleted);
+    let (status, _) = get(&node, &by_order, &admin).await;
     assert_eq!(status, 404);
     let (status, body) = patch(&node, &path, &admin, json!({"statusLiteral": "x"})).await;
     assert_error(status, &body, 404, "errMsg_reservationPaymentNotFound");
     let (_, list) = get(&node, &url("/v1/reservationpayments"), &guest).await;
-    assert_eq!(list["paging"]["totalRowCount"], 0, "{list}");
+    assert_eq!(list["paging"]["totalRowCount"], 1, "{list}");
     let (_, hidden) = get(
         &node,
         &url("/v1/reservationpayments?isActive=false"),
@@ -935,7 +996,8 @@ async fn admins_correct_reservation_payments_and_the_parties_read_them() {
     )
     .await;
     assert_eq!(list["paging"]["totalRowCount"], 1, "{list}");
-    // The reservation may have a new payment now.
+    assert_eq!(list["sys_reservationPayments"][0], deleted);
+    // The reservation may have a new payment now; it is the guest's.
     let (status, body) = post(
         &node,
         &url("/v1/reservationpayment"),
@@ -944,6 +1006,15 @@ async fn admins_correct_reservation_payments_and_the_parties_read_them() {
     )
     .await;
     assert_eq!(status, 201, "{body}");
+    let created = &body["sys_reservationPayment"];
+    assert_eq!(created["ownerId"], guest.id.as_str());
+    assert_eq!(created["paymentId"], "pi_manual_42");
+    assert_eq!(created["paymentStatus"], "requires_capture");
+    assert_eq!(created["statusLiteral"], "authorized");
+    assert_eq!(created["redirectUrl"], "https://example.com/done");
+    assert_eq!(created["recordVersion"], 1);
+    let (_, now) = get(&node, &by_order, &host).await;
+    assert_eq!(now["sys_reservationPayment"], *created);
 }
 
 #[actix_web::test]
@@ -951,14 +1022,7 @@ async fn a_card_payment_leaves_the_payment_the_customer_and_the_card() {
     let (node, admin) = node_with_admin().await;
     let (reservation_id, guest, host) = reservation(&node).await;
     let outsider = node.user().await;
-    let (status, started) = patch(
-        &node,
-        &url(&format!("/v1/startreservationpayment/{reservation_id}")),
-        &guest,
-        json!({"paymentUserParams": {"paymentMethodId": "pm_card_visa"}}),
-    )
-    .await;
-    assert_eq!(status, 200, "{started}");
+    pay(&node, &guest, &reservation_id, "pm_card_visa").await;
 
     let (status, by_order) = get(
         &node,
@@ -1058,7 +1122,16 @@ async fn a_card_payment_leaves_the_payment_the_customer_and_the_card() {
 #[actix_web::test]
 async fn concurrent_manual_payments_of_one_reservation_make_one() {
     let (node, admin) = node_with_admin().await;
-    let (reservation_id, _, _) = reservation(&node).await;
+    let (reservation_id, guest, _) = reservation(&node).await;
+    // Cancelled before any payment started: settled, with no payment of the flow.
+    let (status, body) = delete(
+        &node,
+        &url(&format!("/v1/reservations/{reservation_id}")),
+        &guest,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reservation"]["paymentConfirmation"], "canceled");
     let path = url("/v1/reservationpayment");
     let attempts = (0..8).map(|i| {
         let mut body = payment_body(&reservation_id);

@@ -1088,13 +1088,32 @@ pub struct CreateReservationPayment {
     pub redirect_url: Option<String>,
 }
 
+/// While a reservation's payment is `pending` or `processing`, its calendar actor owns the
+/// reservation payment: it creates it when the payment starts and rewrites it (with its own
+/// version) at every step. A manual write then would be overwritten, or would make the
+/// actor's next write fail on the one-active-payment rule. Manual writes wait until the
+/// payment is `paid` or `canceled`, after which the actor never writes it again.
+async fn settled_payment_of(state: &AppState, order_id: &str) -> Result<(), MarketError> {
+    let settled = store::reservation_parties(&state.db, order_id)
+        .await?
+        .is_none_or(|r| r.payment_settled());
+    if !settled {
+        return Err(MarketError::conflict(
+            "errMsg_paymentInProgress",
+            "the payment flow owns this reservation's payment until it is paid or canceled",
+        ));
+    }
+    Ok(())
+}
+
 fn admins_only() -> MarketError {
     MarketError::forbidden(
         "reservation payments are written by the payment flow; only admins change them by hand",
     )
 }
 
-/// Record a reservation payment by hand: admins only (the payment flow creates them). A
+/// Record a reservation payment by hand: admins only (the payment flow creates them), and
+/// only once the reservation's payment is settled (`paid` or `canceled`; 409 before). A
 /// reservation has at most one active payment (409 for a second).
 #[utoipa::path(tag = "bookingmanagement", request_body = CreateReservationPayment, responses(
     (status = 201, description = "the payment under `sys_reservationPayment`"),
@@ -1120,6 +1139,7 @@ pub async fn create_reservation_payment(
         check_url("redirectUrl", url)?;
     }
     let reservation = reservation(&state, &body.order_id).await?;
+    settled_payment_of(&state, &reservation.id).await?;
     let new = store::NewReservationPayment {
         id: uuid::Uuid::new_v4().to_string(),
         owner_id: reservation.guest_id,
@@ -1171,6 +1191,7 @@ async fn change_payment(
             .await?
             .filter(|r| r.is_active)
             .ok_or_else(reservation_payment_not_found)?;
+        settled_payment_of(state, &row.order_id).await?;
         let now = state.settings.clock.now_ms();
         if let Some(changed) =
             store::set_reservation_payment(&state.db, id, row.record_version, &next(&row), now)
@@ -1182,7 +1203,8 @@ async fn change_payment(
     Err(conflict_retry())
 }
 
-/// Correct a reservation payment by hand: admins only. A deleted one is 404.
+/// Correct a reservation payment by hand: admins only, once the reservation's payment is
+/// settled (409 before). A deleted one is 404.
 #[utoipa::path(tag = "bookingmanagement", request_body = UpdateReservationPayment, responses(
     (status = 200, description = "the payment under `sys_reservationPayment`"),
     (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -1245,7 +1267,8 @@ pub async fn update_reservation_payment(
         .one(reservation_payment_view(&row)))
 }
 
-/// Soft-delete a reservation payment: admins only. The answer is its last state,
+/// Soft-delete a reservation payment: admins only, once the reservation's payment is settled
+/// (409 before). The answer is its last state,
 /// `isActive: false`; deleting a deleted one answers the same. The reservation may then get
 /// a new payment.
 #[utoipa::path(tag = "bookingmanagement", responses(
