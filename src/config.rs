@@ -213,6 +213,16 @@ pub struct Settings {
     #[arg(long, env = "REVIEW_WINDOW_SECS", default_value_t = 14 * 86_400)]
     pub review_window_secs: u64,
 
+    /// Seconds a reservation may wait for its payment to start before it is cancelled and
+    /// its nights released (0: never).
+    #[arg(long, env = "RESERVATION_PAYMENT_WINDOW_SECS", default_value_t = 1800)]
+    pub reservation_payment_window_secs: u64,
+
+    /// How often the stays sweeper runs (expired unpaid reservations, interrupted payments),
+    /// in milliseconds.
+    #[arg(long, env = "STAYS_SWEEP_MS", default_value_t = 30_000)]
+    pub stays_sweep_ms: u64,
+
     /// The node's clock; tests move it forward instead of sleeping.
     #[arg(skip)]
     pub clock: crate::clock::Clock,
@@ -279,6 +289,8 @@ impl Settings {
             shutdown_grace_secs: 10,
             log_format: LogFormat::Pretty,
             review_window_secs: 14 * 86_400,
+            reservation_payment_window_secs: 1800,
+            stays_sweep_ms: 30_000,
             clock: crate::clock::Clock::default(),
         }
     }

@@ -215,6 +215,12 @@ impl Application {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
         let stop = self.stop.clone();
+        let sweeper = actix_web::rt::spawn(crate::stays::sweep_until(
+            Arc::clone(&self.state.stays),
+            Duration::from_millis(self.state.settings.stays_sweep_ms.max(10)),
+            Duration::from_secs(self.state.settings.reservation_payment_window_secs),
+            stop.clone(),
+        ));
         tokio::select! {
             () = stop.cancelled() => {}
             () = signal() => tracing::info!("signal received: shutting down"),
@@ -222,6 +228,7 @@ impl Application {
         // Going-away to every socket first: a WebSocket would otherwise hold its worker until
         // the grace period ends.
         self.state.gateway.shut_down();
+        let _ = sweeper.await;
         handle.stop(true).await;
         let _ = server.await;
         let grace = Duration::from_secs(self.state.settings.shutdown_grace_secs);

@@ -212,7 +212,15 @@ impl Stays {
 
     /// Bring a reservation's payment up to date: finish a step a crash interrupted, or take
     /// the gateway's word for where a card payment stands.
-    pub async fn refresh(&self, reservation: Reservation) -> Result<PaymentOutcome, StayError> {
+    ///
+    /// `recover` is for the sweeper only, on a reservation unchanged for longer than any
+    /// request takes: it may redo an authorization that never reported back. A client's
+    /// refresh never does, since the start that authorizes may still be in flight.
+    pub async fn refresh(
+        &self,
+        reservation: Reservation,
+        recover: bool,
+    ) -> Result<PaymentOutcome, StayError> {
         let gateway = match (reservation.payment_method, &reservation.payment_ref) {
             (Some(PaymentMethod::Card), Some(payment_ref)) => Some(
                 self.gateway
@@ -222,7 +230,10 @@ impl Stays {
             ),
             _ => None,
         };
-        let next = pending_step(&reservation);
+        let next = match pending_step(&reservation) {
+            Next::Authorize if !recover => Next::Nothing,
+            next => next,
+        };
         let mut outcome = self.drive(reservation, next, None).await?;
         if outcome.gateway.is_none() {
             outcome.gateway = gateway;
@@ -269,6 +280,10 @@ impl Stays {
                     ref payment_ref,
                 } => self.void(method, payment_ref, &mut gateway).await?,
             };
+            let authorized = match &step {
+                PaymentStep::Authorized { payment_ref, .. } => Some(payment_ref.clone()),
+                _ => None,
+            };
             let reply = self
                 .ask(
                     &reservation.listing_id,
@@ -278,8 +293,16 @@ impl Stays {
                         now_ms: self.now_ms(),
                     },
                 )
-                .await?;
-            (reservation, next) = expect_reservation(reply)?;
+                .await;
+            if let (Err(StayError::Refused(refusal)), Some(payment_ref)) = (&reply, &authorized) {
+                // The reservation moved on while the money was being authorized (expired,
+                // or another request finished it): give the money back.
+                if let Some(method) = reservation.payment_method {
+                    tracing::warn!(reservation = %reservation.id, ?refusal, "releasing an authorization nobody waits for");
+                    self.void(method, payment_ref, &mut gateway).await?;
+                }
+            }
+            (reservation, next) = expect_reservation(reply?)?;
         }
         Ok(PaymentOutcome {
             reservation,
@@ -491,7 +514,7 @@ fn pending_step(r: &Reservation) -> Next {
         return Next::Nothing;
     };
     match &r.payment_ref {
-        None if r.holds_nights() && method == PaymentMethod::Wallet => Next::Authorize,
+        None if r.holds_nights() => Next::Authorize,
         None => Next::Nothing,
         Some(payment_ref) if r.booking_status == BookingStatus::Confirmed && r.is_active => {
             Next::Capture {
@@ -524,5 +547,76 @@ fn wallet_refusal(refusal: &wallet::Refusal) -> &'static str {
         wallet::Refusal::UnknownHold => "unknown_hold",
         wallet::Refusal::DuplicateId => "duplicate_hold",
         _ => "refused",
+    }
+}
+
+/// Run [`Stays::sweep`] every `every` until `stop`.
+pub async fn sweep_until(
+    stays: Arc<Stays>,
+    every: std::time::Duration,
+    payment_window: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(error) = stays.sweep(payment_window).await {
+            tracing::warn!(%error, "stays sweep failed; retrying at the next tick");
+        }
+    }
+}
+
+impl Stays {
+    /// The node's own housekeeping of reservations: cancel the ones whose payment never
+    /// started within `payment_window` (their nights go back on sale), and drive on payments
+    /// an interruption left `processing` for longer than that.
+    pub async fn sweep(&self, payment_window: std::time::Duration) -> Result<(), StayError> {
+        if payment_window.is_zero() {
+            return Ok(());
+        }
+        let window_ms = i64::try_from(payment_window.as_millis()).unwrap_or(i64::MAX);
+        let before = self.now_ms().saturating_sub(window_ms);
+        let system = Caller {
+            user_id: "system".to_owned(),
+            admin: true,
+        };
+        for row in stays::unpaid_before(&self.db, before).await? {
+            let reservation = row.into_reservation();
+            let cancelled = self
+                .reservation_command(
+                    &reservation.listing_id,
+                    Command::UpdateReservation {
+                        caller: system.clone(),
+                        reservation_id: reservation.id.clone(),
+                        changes: actors::calendar::ReservationChanges {
+                            booking_status: Some(actors::calendar::BookingStatus::Cancelled),
+                            ..Default::default()
+                        },
+                        today: self.today(),
+                        now_ms: self.now_ms(),
+                    },
+                )
+                .await;
+            match cancelled {
+                Ok(_) => {
+                    tracing::info!(reservation = %reservation.id, "unpaid reservation expired")
+                }
+                // Paid or moved meanwhile: nothing to do.
+                Err(StayError::Refused(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        for row in stays::processing_before(&self.db, before).await? {
+            let reservation = row.into_reservation();
+            let id = reservation.id.clone();
+            if let Err(error) = self.refresh(reservation, true).await {
+                tracing::warn!(reservation = %id, %error, "an interrupted payment did not move on");
+            }
+        }
+        Ok(())
     }
 }

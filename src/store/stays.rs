@@ -744,3 +744,21 @@ pub async fn ticket_of(db: &Db, order_id: &str) -> Result<Option<Value>, StoreEr
         serde_json::json!({"id": id, "paymentStatus": status, "statusLiteral": literal})
     }))
 }
+
+/// Reservations still waiting for their payment to start, created before `before_ms`.
+pub async fn unpaid_before(db: &Db, before_ms: i64) -> Result<Vec<ReservationRow>, StoreError> {
+    let sql = format!(
+        "SELECT {RESERVATION_COLUMNS} FROM reservations WHERE is_active AND holds_nights \
+         AND payment_confirmation = 'pending' AND created_at < $1 ORDER BY created_at LIMIT 500"
+    );
+    Ok(on_db!(db, pool => sqlx::query_as(&sql).bind(before_ms).fetch_all(pool).await?))
+}
+
+/// Reservations whose payment is in progress and unchanged since before `before_ms`.
+pub async fn processing_before(db: &Db, before_ms: i64) -> Result<Vec<ReservationRow>, StoreError> {
+    let sql = format!(
+        "SELECT {RESERVATION_COLUMNS} FROM reservations WHERE is_active \
+         AND payment_confirmation = 'processing' AND updated_at < $1 ORDER BY updated_at LIMIT 500"
+    );
+    Ok(on_db!(db, pool => sqlx::query_as(&sql).bind(before_ms).fetch_all(pool).await?))
+}

@@ -939,3 +939,47 @@ async fn concurrent_payment_starts_take_the_money_once() {
     assert_eq!(balances(&node, &guest).await, ("700".into(), "700".into()));
     assert_eq!(balances(&node, &host).await, ("300".into(), "300".into()));
 }
+
+#[actix_web::test]
+async fn an_unpaid_reservation_expires_and_gives_its_nights_back() {
+    let node = spawn_node_with(|s| {
+        s.reservation_payment_window_secs = 600;
+        s.stays_sweep_ms = 20;
+    })
+    .await;
+    let (host, guest, late) = (node.user().await, node.user().await, node.user().await);
+    deposit(&node, &guest, "1000").await;
+    let listing = listing(&node, &host, "instant", 100.0, "EVG").await;
+    let unpaid = booked(&node, &guest, &listing, 5, 2).await;
+    let paid = booked(&node, &guest, &listing, 9, 1).await;
+    pay(&node, &guest, &paid, "wallet").await;
+    let path = format!(
+        "/bookingmanagement-api/v1/reservations/{}",
+        unpaid["id"].as_str().unwrap()
+    );
+    // Inside the window nothing happens.
+    let (_, body) = call(&node, Method::GET, &path, Some(&guest.token), None).await;
+    assert_eq!(body["reservation"]["bookingStatus"], "pending");
+
+    node.clock.advance(Duration::from_secs(601));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = call(&node, Method::GET, &path, Some(&guest.token), None).await;
+        if body["reservation"]["bookingStatus"] == "cancelled" {
+            assert_eq!(body["reservation"]["paymentConfirmation"], "canceled");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweeper never cancelled it: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its nights are free; the paid stay kept its night and its money.
+    assert_eq!(
+        booked_nights(&node, &host, &listing).await,
+        BTreeSet::from([day(9)])
+    );
+    booked(&node, &late, &listing, 5, 2).await;
+    assert_eq!(balances(&node, &host).await, ("100".into(), "100".into()));
+}

@@ -65,6 +65,9 @@ pub async fn test_settings(dir: &std::path::Path) -> Settings {
     settings.http_workers = 2;
     settings.actor_arbiters = 2;
     settings.shutdown_grace_secs = 5;
+    // Tests move the clock forward; an unpaid reservation must not expire under them unless a
+    // test asks for it.
+    settings.reservation_payment_window_secs = 0;
     settings
 }
 

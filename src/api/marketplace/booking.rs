@@ -650,7 +650,7 @@ pub async fn refresh_payment(
             "paymentUserParams is too large",
         ));
     }
-    let outcome = state.stays.refresh(current).await?;
+    let outcome = state.stays.refresh(current, false).await?;
     payment_answer(&req, &state, Some(&me), outcome, params).await
 }
 
@@ -685,6 +685,6 @@ pub async fn callback_payment(
         .ok_or_else(|| {
             MarketError::not_found("errMsg_reservationNotFound", "no such reservation")
         })?;
-    let outcome = state.stays.refresh(row.into_reservation()).await?;
+    let outcome = state.stays.refresh(row.into_reservation(), false).await?;
     payment_answer(&req, &state, None, outcome, Value::Null).await
 }

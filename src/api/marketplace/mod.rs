@@ -92,6 +92,17 @@ pub fn configure(cfg: &mut ServiceConfig<'_>, body_bytes_max: usize) {
         }
         if service == "propertycatalog" {
             // Amenities and locale texts (catalog_texts.rs).
+            mounted = mounted
+                .service(catalog_texts::create_amenity)
+                .service(catalog_texts::get_amenity)
+                .service(catalog_texts::list_amenities)
+                .service(catalog_texts::update_amenity)
+                .service(catalog_texts::delete_amenity)
+                .service(catalog_texts::create_locale_text)
+                .service(catalog_texts::get_locale_text)
+                .service(catalog_texts::list_locale_texts)
+                .service(catalog_texts::update_locale_text)
+                .service(catalog_texts::delete_locale_text);
         }
         if service == "bookingmanagement" {
             // Reservations and their payment flow (booking.rs).
@@ -129,6 +140,14 @@ pub fn configure(cfg: &mut ServiceConfig<'_>, body_bytes_max: usize) {
         }
         if service == "reviewsystem" {
             // Reviews and aggregates (reviews.rs).
+            mounted = mounted
+                .service(reviews::create_review)
+                .service(reviews::get_review)
+                .service(reviews::list_reviews)
+                .service(reviews::update_review)
+                .service(reviews::delete_review)
+                .service(reviews::get_aggregate)
+                .service(reviews::list_aggregates);
         }
         if service == "notification" {
             mounted = mounted
