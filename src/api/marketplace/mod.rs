@@ -120,6 +120,24 @@ pub fn configure(cfg: &mut ServiceConfig<'_>, body_bytes_max: usize) {
         if service == "bookingmanagement" {
             // Payment records, disputes, reservation payments, customers, methods
             // (booking_records.rs).
+            mounted = mounted
+                .service(booking_records::create_payment_record)
+                .service(booking_records::get_payment_record)
+                .service(booking_records::list_payment_records)
+                .service(booking_records::create_dispute)
+                .service(booking_records::get_dispute)
+                .service(booking_records::list_disputes)
+                .service(booking_records::update_dispute)
+                .service(booking_records::get_reservation_payment)
+                .service(booking_records::list_reservation_payments)
+                .service(booking_records::create_reservation_payment)
+                .service(booking_records::update_reservation_payment)
+                .service(booking_records::delete_reservation_payment)
+                .service(booking_records::get_reservation_payment_by_order)
+                .service(booking_records::get_reservation_payment_by_payment)
+                .service(booking_records::get_payment_customer)
+                .service(booking_records::list_payment_customers)
+                .service(booking_records::list_payment_customer_methods);
         }
         if service == "reviewsystem" {
             // Reviews and aggregates (reviews.rs).
