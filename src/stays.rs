@@ -426,6 +426,18 @@ impl Stays {
                     wallet::Reply::Done { .. } => PaymentStep::Captured {
                         payment_status: "captured".to_owned(),
                     },
+                    // Captured before, and the calendar never heard (a batch lost after the
+                    // wallet's committed): the money has moved, so the payment is done.
+                    wallet::Reply::Refused {
+                        refusal: wallet::Refusal::UnknownHold,
+                        ..
+                    } if stays::hold_status(&self.db, payment_ref).await?.as_deref()
+                        == Some("captured") =>
+                    {
+                        PaymentStep::Captured {
+                            payment_status: "captured".to_owned(),
+                        }
+                    }
                     wallet::Reply::Refused { refusal, .. } => PaymentStep::Failed {
                         payment_ref: None,
                         payment_status: wallet_refusal(&refusal).to_owned(),

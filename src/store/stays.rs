@@ -604,12 +604,16 @@ pub async fn listing_reservations(
 
 /// Does a wallet hold with this id exist, settled or not?
 pub async fn hold_exists(db: &Db, hold_id: &str) -> Result<bool, StoreError> {
-    let found: Option<String> = on_db!(db, pool => sqlx::query_scalar(
-        "SELECT id FROM holds WHERE id = $1")
+    Ok(hold_status(db, hold_id).await?.is_some())
+}
+
+/// A wallet hold's status (`pending`, `captured`, `voided`), if it exists.
+pub async fn hold_status(db: &Db, hold_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(on_db!(db, pool => sqlx::query_scalar(
+        "SELECT status FROM holds WHERE id = $1")
         .bind(hold_id)
         .fetch_optional(pool)
-        .await?);
-    Ok(found.is_some())
+        .await?))
 }
 
 /// Which of these amenity ids name active amenities.

@@ -334,7 +334,7 @@ pub struct CreatePaymentRecord {
 pub async fn create_payment_record(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreatePaymentRecord>,
+    body: web::Json<super::body::Object<CreatePaymentRecord>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
     if !is_admin(&me) {
@@ -342,7 +342,7 @@ pub async fn create_payment_record(
             "payment records are written by the node; only admins add one by hand",
         ));
     }
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     check_id("reservationId", &body.reservation_id)?;
     check_bytes(
         "paymentIntentId",
@@ -571,10 +571,10 @@ async fn payment_of(state: &AppState, reservation_id: &str, id: &str) -> Result<
 pub async fn create_dispute(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreateDispute>,
+    body: web::Json<super::body::Object<CreateDispute>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     check_id("reservationId", &body.reservation_id)?;
     check_text("issueType", &body.issue_type, ISSUE_TYPE_CHARS_MAX)?;
     check_text("description", &body.description, DESCRIPTION_CHARS_MAX)?;
@@ -848,10 +848,10 @@ pub async fn update_dispute(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<UpdateDispute>,
+    body: web::Json<super::body::Object<UpdateDispute>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     if body.is_empty() {
         return Err(MarketError::bad_request(
             "errMsg_nothingToUpdate",
@@ -1124,13 +1124,13 @@ fn admins_only() -> MarketError {
 pub async fn create_reservation_payment(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreateReservationPayment>,
+    body: web::Json<super::body::Object<CreateReservationPayment>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
     if !is_admin(&me) {
         return Err(admins_only());
     }
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     check_id("orderId", &body.order_id)?;
     check_bytes("paymentId", &body.payment_id, GATEWAY_ID_BYTES_MAX)?;
     check_text("paymentStatus", &body.payment_status, STATUS_CHARS_MAX)?;
@@ -1215,13 +1215,13 @@ pub async fn update_reservation_payment(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<UpdateReservationPayment>,
+    body: web::Json<super::body::Object<UpdateReservationPayment>>,
 ) -> Result<HttpResponse, MarketError> {
     let me = me(&req, &state).await?;
     if !is_admin(&me) {
         return Err(admins_only());
     }
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     check_id("sys_reservationPaymentId", &path)?;
     if body.payment_id.is_none()
         && body.payment_status.is_none()
