@@ -1,7 +1,7 @@
 //! The booking service's records (`/bookingmanagement-api`, `shared/spec/airbnb-booking.md`
 //! routes 6–19 and 23–25): payment records, disputes, reservation payments, payment
 //! customers and their payment methods. Who may do what is in
-//! `docs/decisions/booking_records.md`.
+//! `docs/DECISIONS.md` ("Booking records").
 //!
 //! The reservation flow (booking.rs) writes reservation payments, payment records, customers
 //! and methods itself; the write routes here are an admin's manual corrections and triggers.

@@ -2,7 +2,7 @@
 //! `shared/spec/airbnb-propertycatalog.md` §1.3, §1.4 and the ten routes of §2): the master
 //! list of amenities, kept by admins and read by everyone, and the localized title and
 //! description of a listing per language, kept by the listing's host (or an admin).
-//! Decisions: `docs/decisions/reviews.md`.
+//! Decisions: `docs/DECISIONS.md` ("Review system, amenities and locale texts").
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;

@@ -5,7 +5,7 @@
 //! the guest. A review stays hidden from everyone but its reviewer (and admins) until both
 //! sides have reviewed the stay or the review window after check-out closes. Publication on
 //! expiry is lazy and exact: every route first publishes what is due at the node's clock.
-//! Decisions: `docs/decisions/reviews.md`.
+//! Decisions: `docs/DECISIONS.md` ("Review system, amenities and locale texts").
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
