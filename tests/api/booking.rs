@@ -986,3 +986,46 @@ async fn an_unpaid_reservation_expires_and_gives_its_nights_back() {
     booked(&node, &late, &listing, 5, 2).await;
     assert_eq!(balances(&node, &host).await, ("100".into(), "100".into()));
 }
+
+#[actix_web::test]
+async fn every_listing_calendar_and_reservation_route_is_in_the_openapi_document() {
+    let node = spawn_node().await;
+    let doc: Value = node.get("/openapi.json").await.json().await.unwrap();
+    let paths = &doc["paths"];
+    for (path, methods) in [
+        ("/propertycatalog-api/v1/listings", &["get", "post"][..]),
+        (
+            "/propertycatalog-api/v1/listings/{listingId}",
+            &["get", "patch", "delete"],
+        ),
+        ("/propertycatalog-api/v1/listingcalendars", &["get", "post"]),
+        (
+            "/propertycatalog-api/v1/listingcalendars/{listingCalendarId}",
+            &["get", "patch", "delete"],
+        ),
+        ("/bookingmanagement-api/v1/reservations", &["get", "post"]),
+        (
+            "/bookingmanagement-api/v1/reservations/{reservationId}",
+            &["get", "patch", "delete"],
+        ),
+        (
+            "/bookingmanagement-api/v1/startreservationpayment/{reservationId}",
+            &["patch"],
+        ),
+        (
+            "/bookingmanagement-api/v1/refreshreservationpayment/{reservationId}",
+            &["patch"],
+        ),
+        (
+            "/bookingmanagement-api/v1/callbackreservationpayment",
+            &["post"],
+        ),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
+}
