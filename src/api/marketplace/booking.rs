@@ -15,11 +15,12 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Map, Number, Value};
 
+use super::body::Object;
+use super::body::{me, present};
 use super::catalog::{
-    approval_type, caller, check_id, check_object, check_text, date_any, enum_any, me, money,
-    money_number, parse_currency, parse_date, present, PROPERTY_TYPES,
+    approval_type, caller, check_id, check_object, check_text, date_any, enum_any, money,
+    money_number, parse_currency, parse_date, PROPERTY_TYPES,
 };
-use super::catalog_texts::Object;
 use super::envelope::{iso, Envelope};
 use super::error::ErrorBody;
 use super::query::ListQuery;

@@ -13,12 +13,13 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Number, Value};
 
+use super::body::{me, present};
 use super::envelope::{iso, Envelope};
 use super::error::ErrorBody;
 use super::query::ListQuery;
 use super::MarketError;
 use crate::api::AppState;
-use crate::auth::{token_from_request, Identity};
+use crate::auth::Identity;
 use crate::store::conversations::Filter;
 use crate::store::payments::{
     self as store, DisputeRow, PaymentCustomerRow, PaymentMethodRow, PaymentRecordRow,
@@ -48,21 +49,6 @@ const PAYMENT_STATUSES: [&str; 4] = ["pending", "paid", "refunded", "failed"];
 const RESOLUTION_STATUSES: [&str; 4] = ["pending", "reviewing", "resolved", "rejected"];
 /// The resolution statuses that close a dispute.
 const CLOSED_STATUSES: [&str; 2] = ["resolved", "rejected"];
-
-/// For `Option<Option<T>>` fields: absent is `None` (no change), `null` is `Some(None)`
-/// (clear), a value is `Some(Some(v))`.
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-async fn me(req: &HttpRequest, state: &AppState) -> Result<Identity, MarketError> {
-    let token = token_from_request(req).ok_or(crate::auth::AuthError::Missing)?;
-    Ok(state.auth.authenticate(&token).await?)
-}
 
 fn is_admin(me: &Identity) -> bool {
     me.role().is_admin()

@@ -16,13 +16,14 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Number, Value};
 
-use super::catalog_texts::Object;
+use super::body::Object;
+use super::body::{maybe_me, me, present};
 use super::envelope::{iso, Envelope};
 use super::error::ErrorBody;
 use super::query::ListQuery;
 use super::MarketError;
 use crate::api::AppState;
-use crate::auth::{token_from_request, Identity};
+use crate::auth::Identity;
 use crate::stays::StayError;
 use crate::store::conversations::Filter;
 use crate::store::stays::{self as store, DayRow, ListingRow};
@@ -49,32 +50,6 @@ pub const PROPERTY_TYPES: [&str; 8] = [
     "studio",
     "other",
 ];
-
-/// For `Option<Option<T>>` fields: absent is `None` (no change), `null` is `Some(None)`.
-pub(super) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-pub(super) async fn me(req: &HttpRequest, state: &AppState) -> Result<Identity, MarketError> {
-    let token = token_from_request(req).ok_or(crate::auth::AuthError::Missing)?;
-    Ok(state.auth.authenticate(&token).await?)
-}
-
-/// The caller if a token came with the request (an invalid one is still 401); public reads
-/// work without one.
-pub(super) async fn maybe_me(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<Option<Identity>, MarketError> {
-    match token_from_request(req) {
-        None => Ok(None),
-        Some(token) => Ok(Some(state.auth.authenticate(&token).await?)),
-    }
-}
 
 pub(super) fn caller(identity: &Identity) -> Caller {
     Caller {

@@ -8,12 +8,13 @@ use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::{maybe_me, me, present};
 use super::envelope::{iso, Envelope};
 use super::error::ErrorBody;
 use super::query::ListQuery;
 use super::MarketError;
 use crate::api::AppState;
-use crate::auth::{token_from_request, AuthError, Identity};
+use crate::auth::Identity;
 use crate::store::catalog_texts::{
     self as store, contains_any, AmenityRow, LocaleTextChanges, LocaleTextRow, NewAmenity,
     NewLocaleText, Written,
@@ -32,23 +33,6 @@ const TITLE_CHARS_MAX: usize = 200;
 const DESCRIPTION_CHARS_MAX: usize = 10_000;
 /// The longest language code (a BCP 47 tag such as `en`, `pt-BR`, `zh-Hant-TW`).
 const LANGUAGE_CODE_CHARS_MAX: usize = 35;
-
-/// The caller, who must be logged in.
-pub(super) async fn me(req: &HttpRequest, state: &AppState) -> Result<Identity, MarketError> {
-    let token = token_from_request(req).ok_or(AuthError::Missing)?;
-    Ok(state.auth.authenticate(&token).await?)
-}
-
-/// The caller of a public route: nobody without a token; a token that is sent must be valid.
-pub(super) async fn maybe_me(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<Option<Identity>, MarketError> {
-    match token_from_request(req) {
-        None => Ok(None),
-        Some(token) => Ok(Some(state.auth.authenticate(&token).await?)),
-    }
-}
 
 pub(super) fn is_admin(identity: Option<&Identity>) -> bool {
     identity.is_some_and(|i| i.role().is_admin())
@@ -114,17 +98,7 @@ pub(super) fn active_rows(
     Ok(())
 }
 
-pub use super::body::Object;
-
-/// For `Option<Option<T>>` fields: absent is `None` (no change), `null` is `Some(None)`
-/// (clear), a value is `Some(Some(v))`.
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
+use super::body::Object;
 
 fn amenity_view(row: &AmenityRow) -> Value {
     json!({

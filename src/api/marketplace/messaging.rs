@@ -9,12 +9,13 @@ use actors::IdempotencyKey;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::body::{me, present};
 use super::envelope::{iso, Envelope};
 use super::error::ErrorBody;
 use super::query::ListQuery;
 use super::MarketError;
 use crate::api::AppState;
-use crate::auth::{token_from_request, Identity};
+use crate::auth::Identity;
 use crate::conversations::{visible_message, visible_thread, Caller, MsgError};
 use crate::store::conversations::{self as store, Filter, MessageRow, ReportRow, ThreadRow};
 use crate::store::users;
@@ -24,21 +25,6 @@ use crate::ws::message_ops::{CONTENT_CHARS_MAX, MEDIA_URL_CHARS_MAX};
 const ID_BYTES_MAX: usize = 64;
 /// The longest report reason and resolution notes.
 const REPORT_TEXT_CHARS_MAX: usize = 2000;
-
-/// For `Option<Option<T>>` fields: absent is `None` (no change), `null` is `Some(None)`
-/// (clear), a value is `Some(Some(v))`.
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-async fn me(req: &HttpRequest, state: &AppState) -> Result<Identity, MarketError> {
-    let token = token_from_request(req).ok_or(crate::auth::AuthError::Missing)?;
-    Ok(state.auth.authenticate(&token).await?)
-}
 
 fn caller(identity: &Identity) -> Caller<'_> {
     Caller {

@@ -11,7 +11,8 @@ use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::catalog_texts::{active_rows, check_id, check_text, is_admin, maybe_me, me, Object};
+use super::body::{maybe_me, me, Object};
+use super::catalog_texts::{active_rows, check_id, check_text, is_admin};
 use super::envelope::{iso, Envelope};
 use super::error::ErrorBody;
 use super::query::ListQuery;
