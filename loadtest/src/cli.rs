@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::scenarios::bookings::StreamArgs;
 use crate::scenarios::connections::ConnectionsArgs;
 use crate::scenarios::fanout::FanoutArgs;
 use crate::scenarios::payments::PaymentsArgs;
@@ -70,6 +71,8 @@ pub enum Scenario {
     Resume(ResumeArgs),
     /// Hold N idle authenticated connections; the node's memory and CPU per connection.
     Connections(ConnectionsArgs),
+    /// Guests race for the nights of a few hot listings over REST; no night booked twice.
+    Bookings(StreamArgs),
     /// The usual approach for comparison: a PostgreSQL transaction with row locks per payment.
     ReferencePayments(ReferenceArgs),
     /// Medians of repeated runs from the JSON reports, as Markdown.

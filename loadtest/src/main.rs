@@ -49,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Scenario::Fanout(args) => scenarios::fanout::run(&common, args).await?,
         Scenario::Resume(args) => scenarios::resume::run(&common, args).await?,
         Scenario::Connections(args) => scenarios::connections::run(&common, args).await?,
+        Scenario::Bookings(args) => scenarios::bookings::run(&common, args).await?,
         Scenario::ReferencePayments(args) => scenarios::reference::run(cli.smoke, args).await?,
         Scenario::Summarize(_) => return Ok(ExitCode::SUCCESS),
     };

@@ -1,6 +1,7 @@
 //! The scenarios. Each is bounded in count and in time and stops by itself; each returns a
 //! [`Report`](crate::report::Report) whose checks decide the exit code.
 
+pub mod bookings;
 pub mod connections;
 pub mod fanout;
 pub mod payments;
