@@ -9,6 +9,7 @@ use crate::scenarios::connections::ConnectionsArgs;
 use crate::scenarios::fanout::FanoutArgs;
 use crate::scenarios::payments::PaymentsArgs;
 use crate::scenarios::reference::ReferenceArgs;
+use crate::scenarios::reference_bookings::ReferenceBookingsArgs;
 use crate::scenarios::resume::ResumeArgs;
 use crate::scenarios::summarize::SummarizeArgs;
 
@@ -75,6 +76,9 @@ pub enum Scenario {
     Bookings(StreamArgs),
     /// The usual approach for comparison: a PostgreSQL transaction with row locks per payment.
     ReferencePayments(ReferenceArgs),
+    /// The usual approach for comparison: inserts guarded only by a PostgreSQL exclusion
+    /// constraint, making the same attempts as `bookings`.
+    ReferenceBookings(ReferenceBookingsArgs),
     /// Medians of repeated runs from the JSON reports, as Markdown.
     Summarize(SummarizeArgs),
 }

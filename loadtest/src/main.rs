@@ -51,6 +51,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Scenario::Connections(args) => scenarios::connections::run(&common, args).await?,
         Scenario::Bookings(args) => scenarios::bookings::run(&common, args).await?,
         Scenario::ReferencePayments(args) => scenarios::reference::run(cli.smoke, args).await?,
+        Scenario::ReferenceBookings(args) => {
+            scenarios::reference_bookings::run(cli.smoke, args).await?
+        }
         Scenario::Summarize(_) => return Ok(ExitCode::SUCCESS),
     };
     report.label = cli.label;

@@ -698,7 +698,7 @@ async fn read_back(
     Ok((stays, booked))
 }
 
-fn parse_day(raw: &str) -> anyhow::Result<NaiveDate> {
+pub fn parse_day(raw: &str) -> anyhow::Result<NaiveDate> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d").with_context(|| format!("not a date: {raw:?}"))
 }
 

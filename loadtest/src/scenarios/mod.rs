@@ -6,6 +6,7 @@ pub mod connections;
 pub mod fanout;
 pub mod payments;
 pub mod reference;
+pub mod reference_bookings;
 pub mod resume;
 pub mod summarize;
 
