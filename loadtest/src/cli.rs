@@ -10,6 +10,8 @@ use crate::scenarios::fanout::FanoutArgs;
 use crate::scenarios::payments::PaymentsArgs;
 use crate::scenarios::reference::ReferenceArgs;
 use crate::scenarios::reference_bookings::ReferenceBookingsArgs;
+use crate::scenarios::reference_connections::ReferenceConnectionsArgs;
+use crate::scenarios::reference_fanout::ReferenceFanoutArgs;
 use crate::scenarios::resume::ResumeArgs;
 use crate::scenarios::summarize::SummarizeArgs;
 
@@ -79,6 +81,10 @@ pub enum Scenario {
     /// The usual approach for comparison: inserts guarded only by a PostgreSQL exclusion
     /// constraint, making the same attempts as `bookings`.
     ReferenceBookings(ReferenceBookingsArgs),
+    /// `fanout`'s traffic through the Socket.IO reference server (Redis adapter) instead.
+    ReferenceFanout(ReferenceFanoutArgs),
+    /// `connections` against the Socket.IO reference server: its memory and CPU per connection.
+    ReferenceConnections(ReferenceConnectionsArgs),
     /// Medians of repeated runs from the JSON reports, as Markdown.
     Summarize(SummarizeArgs),
 }

@@ -393,7 +393,7 @@ pub fn answer_id(frame: &ServerFrame) -> Option<&str> {
 /// A TCP connection to the node, from a chosen loopback source address when given (each
 /// source address has its own ephemeral port range, which is how one machine opens more than
 /// ~28,000 connections to one port).
-async fn tcp_connect(node: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
+pub async fn tcp_connect(node: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
     let socket = match node {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,

@@ -7,6 +7,8 @@ pub mod fanout;
 pub mod payments;
 pub mod reference;
 pub mod reference_bookings;
+pub mod reference_connections;
+pub mod reference_fanout;
 pub mod resume;
 pub mod summarize;
 
