@@ -2,10 +2,12 @@
 //! node with. One table whose exclusion constraint
 //! `EXCLUDE USING gist (listing_id WITH =, daterange(check_in, check_out) WITH &&)` refuses any
 //! stay that shares a night with another of its listing; one plain `INSERT` per attempt, a
-//! violation of the constraint (SQLSTATE 23P01) counting as a rejection. The attempts are the
+//! violation of the constraint (SQLSTATE 23P01) counting as a rejection, a deadlock between
+//! two overlapping inserts (40P01) made again. The attempts are the
 //! very ones `bookings` makes with the same stream arguments (the same seed, listings, guests,
 //! window and lengths), at the same concurrency as far as `--pool` allows. The table has a
-//! name of its own run and is dropped afterwards.
+//! name of its own run and is dropped afterwards (and so is `btree_gist` when the run had to
+//! create it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +27,14 @@ use crate::{progress, target};
 
 /// PostgreSQL's SQLSTATE for a violated exclusion constraint.
 const EXCLUSION_VIOLATION: &str = "23P01";
+/// PostgreSQL's SQLSTATE for a deadlock it broke by aborting one side. Two inserts of
+/// overlapping stays at the same instant each find the other's uncommitted row and wait for
+/// it; PostgreSQL's deadlock detector (after `deadlock_timeout`, 1 s by default) aborts one.
+/// Nothing was inserted, and the night may or may not be free: the insert is made again, as
+/// an application does, and the attempt's answer is that of the last try.
+const DEADLOCK_DETECTED: &str = "40P01";
+/// Tries of one insert after deadlocks before the attempt counts as an error.
+const DEADLOCK_RETRIES_MAX: u32 = 20;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReferenceBookingsArgs {
@@ -70,14 +80,26 @@ pub async fn run(smoke: bool, mut args: ReferenceBookingsArgs) -> anyhow::Result
         .context("connecting to the reference database")?;
     let table = table_name(&crate::client::run_prefix());
     report.param("table", table.clone());
+    let had_btree_gist: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'btree_gist')",
+    )
+    .fetch_one(&pool)
+    .await
+    .context("looking for btree_gist")?;
     let outcome = match create(&pool, &table).await {
         Ok(()) => measure(&pool, &table, &stream, concurrency, &mut report).await,
         Err(error) => Err(error),
     };
-    // Whatever happened, leave nothing behind.
+    // Whatever happened, leave nothing behind: the table, and btree_gist if this run made it
+    // (a plain DROP, which fails harmlessly while another run's table still needs it).
     let dropped = sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
         .execute(&pool)
         .await;
+    if !had_btree_gist {
+        let _ = sqlx::query("DROP EXTENSION IF EXISTS btree_gist")
+            .execute(&pool)
+            .await;
+    }
     pool.close().await;
     outcome?;
     dropped.with_context(|| format!("dropping {table}"))?;
@@ -141,6 +163,7 @@ async fn measure(
         let [mut all, mut accepted, mut rejected]: [Recorder; 3] = latencies.recorders();
         workers.spawn(async move {
             let mut tally = Tally::default();
+            let mut deadlocks = 0u64;
             let mut last_answer = Instant::now();
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
@@ -150,13 +173,27 @@ async fn measure(
                 let a = attempt(&stream, k);
                 let (check_in, check_out) = dates(first, &a);
                 let begun = Instant::now();
-                let answer = sqlx::query_scalar::<_, i64>(&insert)
-                    .bind(i32::try_from(a.listing).unwrap_or(i32::MAX))
-                    .bind(i32::try_from(a.guest).unwrap_or(i32::MAX))
-                    .bind(check_in.to_string())
-                    .bind(check_out.to_string())
-                    .fetch_one(&pool)
-                    .await;
+                let mut answer;
+                let mut tries = 0u32;
+                loop {
+                    answer = sqlx::query_scalar::<_, i64>(&insert)
+                        .bind(i32::try_from(a.listing).unwrap_or(i32::MAX))
+                        .bind(i32::try_from(a.guest).unwrap_or(i32::MAX))
+                        .bind(check_in.to_string())
+                        .bind(check_out.to_string())
+                        .fetch_one(&pool)
+                        .await;
+                    match &answer {
+                        Err(sqlx::Error::Database(e))
+                            if e.code().as_deref() == Some(DEADLOCK_DETECTED)
+                                && tries < DEADLOCK_RETRIES_MAX =>
+                        {
+                            tries += 1;
+                            deadlocks += 1;
+                        }
+                        _ => break,
+                    }
+                }
                 let took = begun.elapsed();
                 last_answer = Instant::now();
                 tally.attempts += 1;
@@ -187,20 +224,23 @@ async fn measure(
             all.flush();
             accepted.flush();
             rejected.flush();
-            (tally, last_answer)
+            (tally, deadlocks, last_answer)
         });
     }
     let mut tally = Tally::default();
+    let mut deadlocks = 0u64;
     let mut last_answer = started;
     while let Some(joined) = workers.join_next().await {
-        let (part, last) = joined.context("a reference worker panicked")?;
+        let (part, retried, last) = joined.context("a reference worker panicked")?;
         tally.add(part);
+        deadlocks += retried;
         last_answer = last_answer.max(last);
     }
     let elapsed = last_answer.saturating_duration_since(started);
     bar.finish_and_clear();
 
     bookings::push_rates(report, &tally, elapsed);
+    report.metric("deadlock_retries", deadlocks as f64, "inserts");
     latencies.push_into(report, "insert");
     report.check(
         "every attempt inserted or refused by the constraint",
