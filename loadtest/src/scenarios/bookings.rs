@@ -45,7 +45,8 @@ pub struct StreamArgs {
     /// Attempts each guest makes.
     #[arg(long, default_value_t = 100)]
     pub attempts_per_guest: u64,
-    /// Attempts in flight per guest.
+    /// Attempts in flight per guest (guests × this in all, as `reference-bookings`'s `--pool`
+    /// allows).
     #[arg(long, default_value_t = 1)]
     pub in_flight: usize,
     /// Check-ins fall on one of this many days, from tomorrow (UTC) on.
