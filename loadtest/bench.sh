@@ -2,8 +2,9 @@
 # The benchmark behind BENCHMARKS.md: release builds, every scenario $RUNS times against a
 # fresh release node on SQLite and on PostgreSQL + Redis, and side by side in the same run the
 # references at the same sizes: payments as a row-locking PostgreSQL transaction each, bookings
-# as inserts guarded by a PostgreSQL exclusion constraint, fanout and connections through a
-# Socket.IO server with its Redis adapter (loadtest/reference/socketio); then the medians.
+# as inserts guarded by a PostgreSQL exclusion constraint (plain, and ON CONFLICT DO NOTHING),
+# fanout and connections through a Socket.IO server with its Redis adapter
+# (loadtest/reference/socketio); then the medians.
 #
 #   bash loadtest/bench.sh            # everything (about 40 minutes on 2 cores)
 #   BENCH_BACKENDS=sqlite BENCH_RUNS=1 bash loadtest/bench.sh
@@ -170,9 +171,16 @@ for run in $(seq 1 "$RUNS"); do
     echo "=== reference-payments on postgres, run $run"
     "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-payments \
       --database-url "${PG_URL%/*}/$REF_DB" "${REF_ARGS[@]}" || failed+=("reference-payments postgres-$run")
+    # Twice: the plain INSERT (a violation is the rejection; overlapping inserts in flight at
+    # once can deadlock, and are made again) and INSERT … ON CONFLICT DO NOTHING (no deadlock).
     echo "=== reference-bookings on postgres, run $run"
     "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-bookings \
-      --database-url "${PG_URL%/*}/$REF_DB" "${BOOK_ARGS[@]}" --pool 64 || failed+=("reference-bookings postgres-$run")
+      --database-url "${PG_URL%/*}/$REF_DB" "${BOOK_ARGS[@]}" --pool 64 --insert plain ||
+      failed+=("reference-bookings postgres-$run")
+    echo "=== reference-bookings (ON CONFLICT DO NOTHING) on postgres, run $run"
+    "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-on-conflict-$run" reference-bookings \
+      --database-url "${PG_URL%/*}/$REF_DB" "${BOOK_ARGS[@]}" --pool 64 --insert on-conflict ||
+      failed+=("reference-bookings postgres-on-conflict-$run")
     psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $REF_DB" >/dev/null
   fi
 done

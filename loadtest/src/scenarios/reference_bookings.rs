@@ -1,13 +1,16 @@
 //! `reference-bookings`: the usual way to keep nights from being booked twice, to compare the
 //! node with. One table whose exclusion constraint
 //! `EXCLUDE USING gist (listing_id WITH =, daterange(check_in, check_out) WITH &&)` refuses any
-//! stay that shares a night with another of its listing; one plain `INSERT` per attempt, a
-//! violation of the constraint (SQLSTATE 23P01) counting as a rejection, a deadlock between
-//! two overlapping inserts (40P01) made again. The attempts are the
-//! very ones `bookings` makes with the same stream arguments (the same seed, listings, guests,
-//! window and lengths), at the same concurrency as far as `--pool` allows. The table has a
-//! name of its own run and is dropped afterwards (and so is `btree_gist` when the run had to
-//! create it).
+//! stay that shares a night with another of its listing; one `INSERT` per attempt, nothing
+//! else guarding it. With `--insert plain` (the default) a violation of the constraint
+//! (SQLSTATE 23P01) counts as a rejection, and a deadlock between two overlapping inserts in
+//! flight at once (40P01) is made again; with `--insert on-conflict` the insert says
+//! `ON CONFLICT DO NOTHING` and no row back is the rejection.
+//!
+//! The attempts are the very ones `bookings` makes with the same stream arguments (the same
+//! seed, listings, guests, window and lengths), at the same concurrency as far as `--pool`
+//! allows. The table has a name of its own run and is dropped afterwards (and so is
+//! `btree_gist` when the run had to create it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,8 +36,31 @@ const EXCLUSION_VIOLATION: &str = "23P01";
 /// Nothing was inserted, and the night may or may not be free: the insert is made again, as
 /// an application does, and the attempt's answer is that of the last try.
 const DEADLOCK_DETECTED: &str = "40P01";
-/// Tries of one insert after deadlocks before the attempt counts as an error.
-const DEADLOCK_RETRIES_MAX: u32 = 20;
+/// How long one attempt keeps making its insert again after deadlocks before it counts as
+/// an error.
+const DEADLOCK_RETRY_SECS_MAX: u64 = 60;
+
+/// How an attempt is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InsertMode {
+    /// `INSERT … RETURNING id`; a violation (23P01) is a rejection. Two overlapping inserts
+    /// in flight at once can deadlock (each waits for the other's row), which PostgreSQL
+    /// breaks after `deadlock_timeout`; the insert is then made again.
+    Plain,
+    /// `INSERT … ON CONFLICT DO NOTHING RETURNING id`; no row back is a rejection. PostgreSQL
+    /// checks speculatively and backs its own row out instead of waiting in a cycle, so no
+    /// deadlock.
+    OnConflict,
+}
+
+impl InsertMode {
+    fn name(self) -> &'static str {
+        match self {
+            InsertMode::Plain => "plain",
+            InsertMode::OnConflict => "on-conflict-do-nothing",
+        }
+    }
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReferenceBookingsArgs {
@@ -46,6 +72,9 @@ pub struct ReferenceBookingsArgs {
     /// Database connections (PostgreSQL allows 100 by default); one insert each at a time.
     #[arg(long, default_value_t = 64)]
     pub pool: u32,
+    /// How each attempt is written.
+    #[arg(long, value_enum, default_value_t = InsertMode::Plain)]
+    pub insert: InsertMode,
 }
 
 impl ReferenceBookingsArgs {
@@ -71,6 +100,7 @@ pub async fn run(smoke: bool, mut args: ReferenceBookingsArgs) -> anyhow::Result
     report.param("asked_concurrency", stream.concurrency() as u64);
     report.param("concurrency", concurrency as u64);
     report.param("pool", u64::from(args.pool));
+    report.param("insert", args.insert.name());
 
     let pool = PgPoolOptions::new()
         .max_connections(args.pool)
@@ -87,7 +117,7 @@ pub async fn run(smoke: bool, mut args: ReferenceBookingsArgs) -> anyhow::Result
     .await
     .context("looking for btree_gist")?;
     let outcome = match create(&pool, &table).await {
-        Ok(()) => measure(&pool, &table, &stream, concurrency, &mut report).await,
+        Ok(()) => measure(&pool, &table, &args, concurrency, &mut report).await,
         Err(error) => Err(error),
     };
     // Whatever happened, leave nothing behind: the table, and btree_gist if this run made it
@@ -140,10 +170,17 @@ async fn create(pool: &PgPool, table: &str) -> anyhow::Result<()> {
 async fn measure(
     pool: &PgPool,
     table: &str,
-    stream: &StreamArgs,
+    args: &ReferenceBookingsArgs,
     concurrency: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    let stream = &args.stream;
+    let mode = args.insert;
+    let deadlock_timeout: String = sqlx::query_scalar("SHOW deadlock_timeout")
+        .fetch_one(pool)
+        .await
+        .context("reading deadlock_timeout")?;
+    report.param("deadlock_timeout", deadlock_timeout);
     let first = first_night();
     report.param("first_night", first.to_string());
     let total = stream.total();
@@ -152,7 +189,11 @@ async fn measure(
     let bar = progress::bar(total, "attempts");
     let insert = Arc::new(format!(
         "INSERT INTO {table} (listing_id, guest_id, check_in, check_out) \
-         VALUES ($1, $2, $3::date, $4::date) RETURNING id"
+         VALUES ($1, $2, $3::date, $4::date) {}RETURNING id",
+        match mode {
+            InsertMode::Plain => "",
+            InsertMode::OnConflict => "ON CONFLICT DO NOTHING ",
+        }
     ));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(stream.max_secs);
@@ -173,33 +214,31 @@ async fn measure(
                 let a = attempt(&stream, k);
                 let (check_in, check_out) = dates(first, &a);
                 let begun = Instant::now();
-                let mut answer;
-                let mut tries = 0u32;
-                loop {
-                    answer = sqlx::query_scalar::<_, i64>(&insert)
+                let answer = loop {
+                    let answer = sqlx::query_scalar::<_, i64>(&insert)
                         .bind(i32::try_from(a.listing).unwrap_or(i32::MAX))
                         .bind(i32::try_from(a.guest).unwrap_or(i32::MAX))
                         .bind(check_in.to_string())
                         .bind(check_out.to_string())
-                        .fetch_one(&pool)
+                        .fetch_optional(&pool)
                         .await;
                     match &answer {
                         Err(sqlx::Error::Database(e))
                             if e.code().as_deref() == Some(DEADLOCK_DETECTED)
-                                && tries < DEADLOCK_RETRIES_MAX =>
+                                && begun.elapsed()
+                                    < Duration::from_secs(DEADLOCK_RETRY_SECS_MAX) =>
                         {
-                            tries += 1;
                             deadlocks += 1;
                         }
-                        _ => break,
+                        _ => break answer,
                     }
-                }
+                };
                 let took = begun.elapsed();
                 last_answer = Instant::now();
                 tally.attempts += 1;
                 bar.inc(1);
                 match answer {
-                    Ok(id) => {
+                    Ok(Some(id)) => {
                         all.record(took);
                         accepted.record(took);
                         tally.accepted += 1;
@@ -209,12 +248,26 @@ async fn measure(
                             check_out,
                         });
                     }
+                    // No row back (ON CONFLICT DO NOTHING) or a violation (plain).
+                    Ok(None) => {
+                        all.record(took);
+                        rejected.record(took);
+                        tally.rejected += 1;
+                    }
                     Err(sqlx::Error::Database(e))
                         if e.code().as_deref() == Some(EXCLUSION_VIOLATION) =>
                     {
                         all.record(took);
                         rejected.record(took);
                         tally.rejected += 1;
+                    }
+                    Err(sqlx::Error::Database(e))
+                        if e.code().as_deref() == Some(DEADLOCK_DETECTED) =>
+                    {
+                        let text = format!(
+                            "still deadlocking after {DEADLOCK_RETRY_SECS_MAX} s of retries"
+                        );
+                        *tally.errors.entry(text).or_default() += 1;
                     }
                     Err(error) => {
                         *tally.errors.entry(format!("{error}")).or_default() += 1;
