@@ -3,9 +3,18 @@
 //! `EXCLUDE USING gist (listing_id WITH =, daterange(check_in, check_out) WITH &&)` refuses any
 //! stay that shares a night with another of its listing; one `INSERT` per attempt, nothing
 //! else guarding it. With `--insert plain` (the default) a violation of the constraint
-//! (SQLSTATE 23P01) counts as a rejection, and a deadlock between two overlapping inserts in
-//! flight at once (40P01) is made again; with `--insert on-conflict` the insert says
+//! (SQLSTATE 23P01) counts as a rejection; with `--insert on-conflict` the insert says
 //! `ON CONFLICT DO NOTHING` and no row back is the rejection.
+//!
+//! A plain insert can also be aborted as a deadlock (40P01): two overlapping inserts in flight
+//! at once each find the other's uncommitted row and wait for it, and PostgreSQL's detector
+//! aborts one after `deadlock_timeout` (1 s by default). Nothing was inserted, and the night
+//! may or may not be free; it is neither an acceptance nor a rejection, and is counted on its
+//! own (`deadlocked`), not made again: retried at once, or after a pause of milliseconds, the
+//! aborted inserts come back into the same cycle with the insert that survived it, and a
+//! handful of them keep one another waiting a second per turn for a minute or more.
+//! `ON CONFLICT DO NOTHING` goes through PostgreSQL's speculative insertion, which backs its
+//! own row out instead of waiting in a cycle, and never deadlocks.
 //!
 //! The attempts are the very ones `bookings` makes with the same stream arguments (the same
 //! seed, listings, guests, window and lengths), at the same concurrency as far as `--pool`
@@ -25,27 +34,20 @@ use crate::report::Report;
 use crate::scenarios::bookings::{
     self, attempt, dates, first_night, parse_day, Stay, StreamArgs, Tally,
 };
-use crate::stats::Recorder;
+use crate::stats::{self, Recorder};
 use crate::{progress, target};
 
 /// PostgreSQL's SQLSTATE for a violated exclusion constraint.
 const EXCLUSION_VIOLATION: &str = "23P01";
-/// PostgreSQL's SQLSTATE for a deadlock it broke by aborting one side. Two inserts of
-/// overlapping stays at the same instant each find the other's uncommitted row and wait for
-/// it; PostgreSQL's deadlock detector (after `deadlock_timeout`, 1 s by default) aborts one.
-/// Nothing was inserted, and the night may or may not be free: the insert is made again, as
-/// an application does, and the attempt's answer is that of the last try.
+/// PostgreSQL's SQLSTATE for a deadlock it broke by aborting one side.
 const DEADLOCK_DETECTED: &str = "40P01";
-/// How long one attempt keeps making its insert again after deadlocks before it counts as
-/// an error.
-const DEADLOCK_RETRY_SECS_MAX: u64 = 60;
 
 /// How an attempt is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InsertMode {
     /// `INSERT … RETURNING id`; a violation (23P01) is a rejection. Two overlapping inserts
     /// in flight at once can deadlock (each waits for the other's row), which PostgreSQL
-    /// breaks after `deadlock_timeout`; the insert is then made again.
+    /// breaks after `deadlock_timeout` by aborting one.
     Plain,
     /// `INSERT … ON CONFLICT DO NOTHING RETURNING id`; no row back is a rejection. PostgreSQL
     /// checks speculatively and backs its own row out instead of waiting in a cycle, so no
@@ -186,6 +188,7 @@ async fn measure(
     let total = stream.total();
     let next = Arc::new(AtomicU64::new(0));
     let latencies = bookings::Latencies::new();
+    let deadlock_latencies = stats::shared();
     let bar = progress::bar(total, "attempts");
     let insert = Arc::new(format!(
         "INSERT INTO {table} (listing_id, guest_id, check_in, check_out) \
@@ -202,6 +205,7 @@ async fn measure(
         let (pool, next, insert) = (pool.clone(), Arc::clone(&next), Arc::clone(&insert));
         let (stream, bar) = (stream.clone(), bar.clone());
         let [mut all, mut accepted, mut rejected]: [Recorder; 3] = latencies.recorders();
+        let mut deadlocked = Recorder::new(&deadlock_latencies);
         workers.spawn(async move {
             let mut tally = Tally::default();
             let mut deadlocks = 0u64;
@@ -214,25 +218,13 @@ async fn measure(
                 let a = attempt(&stream, k);
                 let (check_in, check_out) = dates(first, &a);
                 let begun = Instant::now();
-                let answer = loop {
-                    let answer = sqlx::query_scalar::<_, i64>(&insert)
-                        .bind(i32::try_from(a.listing).unwrap_or(i32::MAX))
-                        .bind(i32::try_from(a.guest).unwrap_or(i32::MAX))
-                        .bind(check_in.to_string())
-                        .bind(check_out.to_string())
-                        .fetch_optional(&pool)
-                        .await;
-                    match &answer {
-                        Err(sqlx::Error::Database(e))
-                            if e.code().as_deref() == Some(DEADLOCK_DETECTED)
-                                && begun.elapsed()
-                                    < Duration::from_secs(DEADLOCK_RETRY_SECS_MAX) =>
-                        {
-                            deadlocks += 1;
-                        }
-                        _ => break answer,
-                    }
-                };
+                let answer = sqlx::query_scalar::<_, i64>(&insert)
+                    .bind(i32::try_from(a.listing).unwrap_or(i32::MAX))
+                    .bind(i32::try_from(a.guest).unwrap_or(i32::MAX))
+                    .bind(check_in.to_string())
+                    .bind(check_out.to_string())
+                    .fetch_optional(&pool)
+                    .await;
                 let took = begun.elapsed();
                 last_answer = Instant::now();
                 tally.attempts += 1;
@@ -264,10 +256,9 @@ async fn measure(
                     Err(sqlx::Error::Database(e))
                         if e.code().as_deref() == Some(DEADLOCK_DETECTED) =>
                     {
-                        let text = format!(
-                            "still deadlocking after {DEADLOCK_RETRY_SECS_MAX} s of retries"
-                        );
-                        *tally.errors.entry(text).or_default() += 1;
+                        all.record(took);
+                        deadlocked.record(took);
+                        deadlocks += 1;
                     }
                     Err(error) => {
                         *tally.errors.entry(format!("{error}")).or_default() += 1;
@@ -277,6 +268,7 @@ async fn measure(
             all.flush();
             accepted.flush();
             rejected.flush();
+            deadlocked.flush();
             (tally, deadlocks, last_answer)
         });
     }
@@ -293,13 +285,16 @@ async fn measure(
     bar.finish_and_clear();
 
     bookings::push_rates(report, &tally, elapsed);
-    report.metric("deadlock_retries", deadlocks as f64, "inserts");
+    report.metric("deadlocked", deadlocks as f64, "attempts");
     latencies.push_into(report, "insert");
+    report
+        .latencies
+        .push(stats::summary_of(&deadlock_latencies, "insert deadlocked"));
     report.check(
-        "every attempt inserted or refused by the constraint",
+        "every attempt inserted, refused by the constraint or aborted as a deadlock",
         tally.error_count() == 0,
         format!(
-            "{} attempts: {} inserted, {} refused; errors: {}",
+            "{} attempts: {} inserted, {} refused, {deadlocks} deadlocked; errors: {}",
             tally.attempts,
             tally.accepted,
             tally.rejected,
