@@ -172,7 +172,7 @@ for run in $(seq 1 "$RUNS"); do
     "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-payments \
       --database-url "${PG_URL%/*}/$REF_DB" "${REF_ARGS[@]}" || failed+=("reference-payments postgres-$run")
     # Twice: the plain INSERT (a violation is the rejection; overlapping inserts in flight at
-    # once can deadlock, and are made again) and INSERT … ON CONFLICT DO NOTHING (no deadlock).
+    # once can deadlock: counted as deadlocked) and INSERT … ON CONFLICT DO NOTHING (never does).
     echo "=== reference-bookings on postgres, run $run"
     "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-bookings \
       --database-url "${PG_URL%/*}/$REF_DB" "${BOOK_ARGS[@]}" --pool 64 --insert plain ||

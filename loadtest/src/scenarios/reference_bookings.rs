@@ -276,9 +276,9 @@ async fn measure(
     let mut deadlocks = 0u64;
     let mut last_answer = started;
     while let Some(joined) = workers.join_next().await {
-        let (part, retried, last) = joined.context("a reference worker panicked")?;
+        let (part, deadlocked, last) = joined.context("a reference worker panicked")?;
         tally.add(part);
-        deadlocks += retried;
+        deadlocks += deadlocked;
         last_answer = last_answer.max(last);
     }
     let elapsed = last_answer.saturating_duration_since(started);
