@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # The benchmark behind BENCHMARKS.md: release builds, every scenario $RUNS times against a
-# fresh release node on SQLite and on PostgreSQL + Redis, the reference payments (a row-locking
-# PostgreSQL transaction per payment) at the same sizes, then the medians.
+# fresh release node on SQLite and on PostgreSQL + Redis, and side by side in the same run the
+# references at the same sizes: payments as a row-locking PostgreSQL transaction each, bookings
+# as inserts guarded by a PostgreSQL exclusion constraint (plain, and ON CONFLICT DO NOTHING),
+# fanout and connections through a Socket.IO server with its Redis adapter
+# (loadtest/reference/socketio); then the medians.
 #
-#   bash loadtest/bench.sh            # everything (about half an hour on 2 cores)
+#   bash loadtest/bench.sh            # everything (about 40 minutes on 2 cores)
 #   BENCH_BACKENDS=sqlite BENCH_RUNS=1 bash loadtest/bench.sh
+#   BENCH_SOCKETIO=0 bash loadtest/bench.sh      # without the Socket.IO reference
 #
-# Needs PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH for the postgres runs (as .ci/run
-# has them). Each node gets its own fresh database (created, then dropped) and is stopped after
-# its run: nothing is left running. Reports: $REPORT_DIR/*.json|md, medians: summary.md.
+# Needs PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH for the postgres runs and the
+# Socket.IO reference (as .ci/run has them), and node + npm for the latter (`npm ci` from the
+# npm registry, once). Each node gets its own fresh database (created, then dropped), each
+# Socket.IO server is fresh too, and each is stopped after its run: nothing is left running.
+# Reports: $REPORT_DIR/*.json|md, medians: summary.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +25,8 @@ REDIS_URL_BENCH="${REDIS_URL_BENCH:-redis://127.0.0.1:6379}"
 BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
 RUNS="${BENCH_RUNS:-3}"
 CODEC="${BENCH_CODEC:-msgpack}"
+SOCKETIO="${BENCH_SOCKETIO:-1}"
+SIO_DIR=loadtest/reference/socketio
 
 # The sizes (each scenario is bounded by these and by its --max-secs).
 PAY_ARGS=(--users "${PAY_USERS:-200}" --payments-per-user "${PAY_PER_USER:-200}" --hot 3 --hot-share 0.2 --in-flight 8)
@@ -26,6 +34,9 @@ FANOUT_ARGS=(--threads "${FANOUT_THREADS:-100}" --devices 4 --messages "${FANOUT
 RESUME_ARGS=(--clients "${RESUME_CLIENTS:-10}" --missed 1000 --rounds 3)
 CONN_ARGS=(--connections "${CONN_COUNT:-10000}" --hold-secs "${CONN_HOLD_SECS:-20}")
 REF_ARGS=(--users "${PAY_USERS:-200}" --payments-per-user "${PAY_PER_USER:-200}" --hot 3 --hot-share 0.2 --in-flight 8 --pool 64)
+# The same seeded attempt stream for the node and for the exclusion-constraint reference.
+BOOK_ARGS=(--listings "${BOOK_LISTINGS:-5}" --guests "${BOOK_GUESTS:-64}" --attempts-per-guest "${BOOK_PER_GUEST:-100}" \
+  --in-flight 1 --days "${BOOK_DAYS:-180}" --max-nights 7 --seed 1)
 
 echo "=== building (release)"
 cargo build --release -p node -p loadtest
@@ -36,9 +47,23 @@ mkdir -p "$REPORT_DIR"
 # node and the loadtest each hold one per connection).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || echo "warning: could not raise the open-file limit"
 
+if [ "$SOCKETIO" != 0 ]; then
+  echo "=== installing the Socket.IO reference (npm ci)"
+  (cd "$SIO_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 TMP="$(mktemp -d)"
 NODE_PID=""
 NODE_DB=""
+SIO_PID=""
+stop_sio() {
+  if [ -n "$SIO_PID" ] && kill -0 "$SIO_PID" 2>/dev/null; then
+    kill "$SIO_PID" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$SIO_PID" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$SIO_PID" 2>/dev/null || true
+  fi
+  SIO_PID=""
+}
 stop_node() {
   if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
     kill "$NODE_PID" 2>/dev/null || true
@@ -51,7 +76,7 @@ stop_node() {
     NODE_DB=""
   fi
 }
-cleanup() { stop_node; rm -rf "$TMP"; }
+cleanup() { stop_sio; stop_node; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 # start_node BACKEND: a fresh release node on a free port; sets NODE_PID and URL.
@@ -82,7 +107,37 @@ start_node() {
   URL="http://127.0.0.1:$port"
 }
 
+# start_sio: a fresh Socket.IO reference server on a free port; sets SIO_PID and SIO_URL.
+start_sio() {
+  local log
+  log="$(mktemp "$TMP/sio.XXXX")"
+  PORT=0 REDIS_URL="$REDIS_URL_BENCH" node "$SIO_DIR/server.js" >"$log" 2>&1 &
+  SIO_PID=$!
+  local port=""
+  for _ in $(seq 1 120); do
+    port="$(grep -m1 '"message":"listening"' "$log" 2>/dev/null | grep -o '"port":[0-9]*' | cut -d: -f2 || true)"
+    [ -n "$port" ] && break
+    kill -0 "$SIO_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  [ -n "$port" ] || { echo "FATAL: the Socket.IO reference did not start:" >&2; cat "$log" >&2; exit 1; }
+  SIO_URL="http://127.0.0.1:$port"
+}
+
 failed=()
+# bench_sio RUN SCENARIO [ARGS…]: one Socket.IO reference scenario against its own fresh server.
+bench_sio() {
+  local run=$1 scenario=$2; shift 2
+  start_sio
+  [ "$scenario" = reference-connections ] && set -- "$@" --server-pid "$SIO_PID"
+  echo "=== $scenario on socket.io + redis, run $run (server pid $SIO_PID, $SIO_URL)"
+  if ! "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "socketio-$run" --setup-concurrency 32 \
+      "$scenario" --server-url "$SIO_URL" "$@"; then
+    failed+=("$scenario socketio-$run")
+  fi
+  stop_sio
+}
+
 # bench BACKEND RUN SCENARIO [ARGS…]: one scenario against its own fresh node.
 bench() {
   local backend=$1 run=$2 scenario=$3; shift 3
@@ -102,7 +157,13 @@ for run in $(seq 1 "$RUNS"); do
     bench "$backend" "$run" fanout "${FANOUT_ARGS[@]}"
     bench "$backend" "$run" resume "${RESUME_ARGS[@]}"
     bench "$backend" "$run" connections "${CONN_ARGS[@]}"
+    bench "$backend" "$run" bookings "${BOOK_ARGS[@]}"
   done
+  if [ "$SOCKETIO" != 0 ]; then
+    # The Socket.IO reference, right after the node's runs of this round, at the same sizes.
+    bench_sio "$run" reference-fanout "${FANOUT_ARGS[@]}"
+    bench_sio "$run" reference-connections "${CONN_ARGS[@]}"
+  fi
   if [[ " $BACKENDS " == *" postgres "* ]]; then
     # The reference, in the same PostgreSQL, right after the node's runs of this round.
     REF_DB="bench_ref_$(date +%s%N)"
@@ -110,6 +171,16 @@ for run in $(seq 1 "$RUNS"); do
     echo "=== reference-payments on postgres, run $run"
     "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-payments \
       --database-url "${PG_URL%/*}/$REF_DB" "${REF_ARGS[@]}" || failed+=("reference-payments postgres-$run")
+    # Twice: the plain INSERT (a violation is the rejection; overlapping inserts in flight at
+    # once can deadlock: counted as deadlocked) and INSERT … ON CONFLICT DO NOTHING (never does).
+    echo "=== reference-bookings on postgres, run $run"
+    "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-bookings \
+      --database-url "${PG_URL%/*}/$REF_DB" "${BOOK_ARGS[@]}" --pool 64 --insert plain ||
+      failed+=("reference-bookings postgres-$run")
+    echo "=== reference-bookings (ON CONFLICT DO NOTHING) on postgres, run $run"
+    "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-on-conflict-$run" reference-bookings \
+      --database-url "${PG_URL%/*}/$REF_DB" "${BOOK_ARGS[@]}" --pool 64 --insert on-conflict ||
+      failed+=("reference-bookings postgres-on-conflict-$run")
     psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $REF_DB" >/dev/null
   fi
 done

@@ -7,8 +7,13 @@
 #   bash loadtest/smoke.sh                  # debug build
 #   LOADTEST_PROFILE=release bash loadtest/smoke.sh
 #
-# The `reference-payments` smoke runs too when LOADTEST_REFERENCE_DATABASE_URL names a
-# PostgreSQL database on loopback that it may create its tables in.
+# The `reference-payments` and `reference-bookings` smokes run too when
+# LOADTEST_REFERENCE_DATABASE_URL names a PostgreSQL database on loopback that they may create
+# their tables in (reference-bookings makes a table of its own run, and btree_gist if it is
+# missing, and drops both afterwards). The Socket.IO reference smokes (`reference-fanout`,
+# `reference-connections`) run when LOADTEST_SOCKETIO_REDIS_URL names a Redis on loopback: they
+# `npm ci` loadtest/reference/socketio first (a few seconds, from the npm registry), so they
+# are not part of the default, embedded-only smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,12 +31,19 @@ LOADTEST_BIN="$TARGET_DIR/$PROFILE/loadtest"
 
 TMP="$(mktemp -d)"
 NODE_PID=""
-cleanup() {
-  if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
-    kill "$NODE_PID" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.25; done
-    kill -9 "$NODE_PID" 2>/dev/null || true
+SIO_PID=""
+# stop PID: TERM, a few seconds' grace, then KILL.
+stop() {
+  local pid=$1
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
   fi
+}
+cleanup() {
+  stop "$SIO_PID"
+  stop "$NODE_PID"
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -77,8 +89,37 @@ run json fanout
 run msgpack fanout
 run json resume
 run json connections --node-pid "$NODE_PID"
+run json bookings
 if [ -n "${LOADTEST_REFERENCE_DATABASE_URL:-}" ]; then
   run json reference-payments --database-url "$LOADTEST_REFERENCE_DATABASE_URL"
+  run json reference-bookings --database-url "$LOADTEST_REFERENCE_DATABASE_URL"
+fi
+if [ -n "${LOADTEST_SOCKETIO_REDIS_URL:-}" ]; then
+  SIO_DIR=loadtest/reference/socketio
+  echo "=== Socket.IO reference: npm ci, then the server on a free port"
+  if (cd "$SIO_DIR" && npm ci --no-audit --no-fund --loglevel=error); then
+    PORT=0 REDIS_URL="$LOADTEST_SOCKETIO_REDIS_URL" node "$SIO_DIR/server.js" >"$TMP/sio.log" 2>&1 &
+    SIO_PID=$!
+    SIO_PORT=""
+    for _ in $(seq 1 "$STARTUP_WAIT_TRIES"); do
+      SIO_PORT="$(grep -m1 '"message":"listening"' "$TMP/sio.log" 2>/dev/null | grep -o '"port":[0-9]*' | cut -d: -f2 || true)"
+      [ -n "$SIO_PORT" ] && break
+      kill -0 "$SIO_PID" 2>/dev/null || break
+      sleep 0.5
+    done
+    if [ -n "$SIO_PORT" ]; then
+      run json reference-fanout --server-url "http://127.0.0.1:$SIO_PORT"
+      run json reference-connections --server-url "http://127.0.0.1:$SIO_PORT" --server-pid "$SIO_PID"
+    else
+      echo "the Socket.IO reference did not start; its log:" >&2
+      cat "$TMP/sio.log" >&2
+      failed+=("socket.io reference start")
+    fi
+    stop "$SIO_PID"
+    SIO_PID=""
+  else
+    failed+=("socket.io reference npm ci")
+  fi
 fi
 
 if ! kill -0 "$NODE_PID" 2>/dev/null; then

@@ -4,10 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::scenarios::bookings::StreamArgs;
 use crate::scenarios::connections::ConnectionsArgs;
 use crate::scenarios::fanout::FanoutArgs;
 use crate::scenarios::payments::PaymentsArgs;
 use crate::scenarios::reference::ReferenceArgs;
+use crate::scenarios::reference_bookings::ReferenceBookingsArgs;
+use crate::scenarios::reference_connections::ReferenceConnectionsArgs;
+use crate::scenarios::reference_fanout::ReferenceFanoutArgs;
 use crate::scenarios::resume::ResumeArgs;
 use crate::scenarios::summarize::SummarizeArgs;
 
@@ -70,8 +74,17 @@ pub enum Scenario {
     Resume(ResumeArgs),
     /// Hold N idle authenticated connections; the node's memory and CPU per connection.
     Connections(ConnectionsArgs),
+    /// Guests race for the nights of a few hot listings over REST; no night booked twice.
+    Bookings(StreamArgs),
     /// The usual approach for comparison: a PostgreSQL transaction with row locks per payment.
     ReferencePayments(ReferenceArgs),
+    /// The usual approach for comparison: inserts guarded only by a PostgreSQL exclusion
+    /// constraint, making the same attempts as `bookings`.
+    ReferenceBookings(ReferenceBookingsArgs),
+    /// `fanout`'s traffic through the Socket.IO reference server (Redis adapter) instead.
+    ReferenceFanout(ReferenceFanoutArgs),
+    /// `connections` against the Socket.IO reference server: its memory and CPU per connection.
+    ReferenceConnections(ReferenceConnectionsArgs),
     /// Medians of repeated runs from the JSON reports, as Markdown.
     Summarize(SummarizeArgs),
 }

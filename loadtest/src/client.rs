@@ -75,6 +75,21 @@ impl Rest {
         Ok((status, body))
     }
 
+    /// `GET path` (with its query), with a bearer token when given: the status and the body.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.http.get(self.url(path)?);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
     /// `GET /health`: is a node there at all?
     pub async fn health(&self) -> anyhow::Result<()> {
         let response = self
@@ -161,6 +176,66 @@ impl Rest {
             .as_str()
             .map(str::to_owned)
             .with_context(|| format!("thread answer without an id: {body}"))
+    }
+}
+
+/// A listing as the booking scenario needs it.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub id: String,
+    pub host_id: String,
+    /// Whole units of `currency` per night.
+    pub price_per_night: u64,
+}
+
+impl Rest {
+    /// A published, instantly bookable listing of `host` (`POST /propertycatalog-api/v1/listings`).
+    pub async fn listing(
+        &self,
+        host: &User,
+        title: &str,
+        price_per_night: u64,
+    ) -> anyhow::Result<Listing> {
+        let (status, body) = self
+            .post(
+                "/propertycatalog-api/v1/listings",
+                Some(&host.token),
+                &json!({
+                    "title": title,
+                    "address": "1 Main St",
+                    "pricePerNight": price_per_night,
+                    "description": "a load-test listing",
+                    "propertyType": "apartment",
+                    "location": {},
+                    "currency": "USD",
+                    "approvalType": "instant",
+                    "isPublished": true,
+                }),
+            )
+            .await?;
+        if status != 201 {
+            bail!("creating a listing: HTTP {status} {body}");
+        }
+        let id = body["listing"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("listing answer without an id: {body}"))?;
+        Ok(Listing {
+            id,
+            host_id: host.id.clone(),
+            price_per_night,
+        })
+    }
+
+    /// `POST /bookingmanagement-api/v1/reservations` as `guest`: the status and the body, for
+    /// the caller to tell a booking (201) from a taken night (409) and anything else.
+    pub async fn reserve(&self, guest: &User, body: &Value) -> anyhow::Result<(u16, Value)> {
+        self.post(
+            "/bookingmanagement-api/v1/reservations",
+            Some(&guest.token),
+            body,
+        )
+        .await
     }
 }
 
@@ -318,7 +393,7 @@ pub fn answer_id(frame: &ServerFrame) -> Option<&str> {
 /// A TCP connection to the node, from a chosen loopback source address when given (each
 /// source address has its own ephemeral port range, which is how one machine opens more than
 /// ~28,000 connections to one port).
-async fn tcp_connect(node: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
+pub async fn tcp_connect(node: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
     let socket = match node {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,

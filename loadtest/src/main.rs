@@ -8,6 +8,7 @@ mod progress;
 mod report;
 mod scenarios;
 mod setup;
+mod sio;
 mod stats;
 mod target;
 
@@ -49,7 +50,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Scenario::Fanout(args) => scenarios::fanout::run(&common, args).await?,
         Scenario::Resume(args) => scenarios::resume::run(&common, args).await?,
         Scenario::Connections(args) => scenarios::connections::run(&common, args).await?,
+        Scenario::Bookings(args) => scenarios::bookings::run(&common, args).await?,
         Scenario::ReferencePayments(args) => scenarios::reference::run(cli.smoke, args).await?,
+        Scenario::ReferenceBookings(args) => {
+            scenarios::reference_bookings::run(cli.smoke, args).await?
+        }
+        Scenario::ReferenceFanout(args) => {
+            scenarios::reference_fanout::run(cli.smoke, cli.setup_concurrency.max(1), args).await?
+        }
+        Scenario::ReferenceConnections(args) => {
+            scenarios::reference_connections::run(cli.smoke, args).await?
+        }
         Scenario::Summarize(_) => return Ok(ExitCode::SUCCESS),
     };
     report.label = cli.label;

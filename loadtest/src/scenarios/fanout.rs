@@ -48,7 +48,7 @@ impl FanoutArgs {
         self.max_secs = 30;
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> anyhow::Result<()> {
         if self.threads == 0 || self.messages == 0 {
             bail!("--threads and --messages must be at least 1");
         }

@@ -1,10 +1,14 @@
 //! The scenarios. Each is bounded in count and in time and stops by itself; each returns a
 //! [`Report`](crate::report::Report) whose checks decide the exit code.
 
+pub mod bookings;
 pub mod connections;
 pub mod fanout;
 pub mod payments;
 pub mod reference;
+pub mod reference_bookings;
+pub mod reference_connections;
+pub mod reference_fanout;
 pub mod resume;
 pub mod summarize;
 
