@@ -9,6 +9,7 @@
 #   bash loadtest/bench.sh            # everything (about 40 minutes on 2 cores)
 #   BENCH_BACKENDS=sqlite BENCH_RUNS=1 bash loadtest/bench.sh
 #   BENCH_SOCKETIO=0 bash loadtest/bench.sh      # without the Socket.IO reference
+#   BENCH_SCENARIOS="bookings fanout" bash loadtest/bench.sh   # some scenarios (and their references)
 #
 # Needs PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH for the postgres runs and the
 # Socket.IO reference (as .ci/run has them), and node + npm for the latter (`npm ci` from the
@@ -26,6 +27,9 @@ BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
 RUNS="${BENCH_RUNS:-3}"
 CODEC="${BENCH_CODEC:-msgpack}"
 SOCKETIO="${BENCH_SOCKETIO:-1}"
+# Which of the node's scenarios to run (their references follow them).
+SCENARIOS="${BENCH_SCENARIOS:-payments fanout resume connections bookings}"
+wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 SIO_DIR=loadtest/reference/socketio
 
 # The sizes (each scenario is bounded by these and by its --max-secs).
@@ -153,34 +157,38 @@ bench() {
 
 for run in $(seq 1 "$RUNS"); do
   for backend in $BACKENDS; do
-    bench "$backend" "$run" payments "${PAY_ARGS[@]}"
-    bench "$backend" "$run" fanout "${FANOUT_ARGS[@]}"
-    bench "$backend" "$run" resume "${RESUME_ARGS[@]}"
-    bench "$backend" "$run" connections "${CONN_ARGS[@]}"
-    bench "$backend" "$run" bookings "${BOOK_ARGS[@]}"
+    if wants payments; then bench "$backend" "$run" payments "${PAY_ARGS[@]}"; fi
+    if wants fanout; then bench "$backend" "$run" fanout "${FANOUT_ARGS[@]}"; fi
+    if wants resume; then bench "$backend" "$run" resume "${RESUME_ARGS[@]}"; fi
+    if wants connections; then bench "$backend" "$run" connections "${CONN_ARGS[@]}"; fi
+    if wants bookings; then bench "$backend" "$run" bookings "${BOOK_ARGS[@]}"; fi
   done
   if [ "$SOCKETIO" != 0 ]; then
     # The Socket.IO reference, right after the node's runs of this round, at the same sizes.
-    bench_sio "$run" reference-fanout "${FANOUT_ARGS[@]}"
-    bench_sio "$run" reference-connections "${CONN_ARGS[@]}"
+    if wants fanout; then bench_sio "$run" reference-fanout "${FANOUT_ARGS[@]}"; fi
+    if wants connections; then bench_sio "$run" reference-connections "${CONN_ARGS[@]}"; fi
   fi
   if [[ " $BACKENDS " == *" postgres "* ]]; then
     # The reference, in the same PostgreSQL, right after the node's runs of this round.
     REF_DB="bench_ref_$(date +%s%N)"
     psql "$PG_URL" -qc "CREATE DATABASE $REF_DB" >/dev/null
-    echo "=== reference-payments on postgres, run $run"
-    "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-payments \
-      --database-url "${PG_URL%/*}/$REF_DB" "${REF_ARGS[@]}" || failed+=("reference-payments postgres-$run")
+    if wants payments; then
+      echo "=== reference-payments on postgres, run $run"
+      "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-payments \
+        --database-url "${PG_URL%/*}/$REF_DB" "${REF_ARGS[@]}" || failed+=("reference-payments postgres-$run")
+    fi
     # Twice: the plain INSERT (a violation is the rejection; overlapping inserts in flight at
     # once can deadlock: counted as deadlocked) and INSERT … ON CONFLICT DO NOTHING (never does).
-    echo "=== reference-bookings on postgres, run $run"
-    "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-bookings \
-      --database-url "${PG_URL%/*}/$REF_DB" "${BOOK_ARGS[@]}" --pool 64 --insert plain ||
-      failed+=("reference-bookings postgres-$run")
-    echo "=== reference-bookings (ON CONFLICT DO NOTHING) on postgres, run $run"
-    "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-on-conflict-$run" reference-bookings \
-      --database-url "${PG_URL%/*}/$REF_DB" "${BOOK_ARGS[@]}" --pool 64 --insert on-conflict ||
-      failed+=("reference-bookings postgres-on-conflict-$run")
+    if wants bookings; then
+      echo "=== reference-bookings on postgres, run $run"
+      "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-bookings \
+        --database-url "${PG_URL%/*}/$REF_DB" "${BOOK_ARGS[@]}" --pool 64 --insert plain ||
+        failed+=("reference-bookings postgres-$run")
+      echo "=== reference-bookings (ON CONFLICT DO NOTHING) on postgres, run $run"
+      "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-on-conflict-$run" reference-bookings \
+        --database-url "${PG_URL%/*}/$REF_DB" "${BOOK_ARGS[@]}" --pool 64 --insert on-conflict ||
+        failed+=("reference-bookings postgres-on-conflict-$run")
+    fi
     psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $REF_DB" >/dev/null
   fi
 done
