@@ -225,6 +225,8 @@ impl Application {
             () = stop.cancelled() => {}
             () = signal() => tracing::info!("signal received: shutting down"),
         }
+        // A signal stops everything the token stops (the stays sweeper among them).
+        stop.cancel();
         // Going-away to every socket first: a WebSocket would otherwise hold its worker until
         // the grace period ends.
         self.state.gateway.shut_down();
