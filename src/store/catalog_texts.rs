@@ -48,35 +48,6 @@ pub enum Written<T> {
     Duplicate,
 }
 
-/// `LOWER(column)` contains the value, for one of several values (OR); `null` matches no
-/// value. `%`, `_` and `\` in a value match themselves. (SQLite lowers ASCII letters only.)
-pub fn contains_any(filter: &mut Filter, column: &str, values: &[String]) {
-    let mut alternatives = Vec::new();
-    for value in values {
-        if value == "null" {
-            alternatives.push(format!("{column} IS NULL"));
-            continue;
-        }
-        let mut pattern = String::with_capacity(value.len() + 2);
-        pattern.push('%');
-        for c in value.to_lowercase().chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('%');
-        filter.binds.push(pattern);
-        alternatives.push(format!(
-            "LOWER({column}) LIKE ${} ESCAPE '\\'",
-            filter.binds.len()
-        ));
-    }
-    if !alternatives.is_empty() {
-        filter.sql.push(format!("({})", alternatives.join(" OR ")));
-    }
-}
-
 /// A new amenity.
 #[derive(Debug, Clone)]
 pub struct NewAmenity {

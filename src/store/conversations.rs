@@ -397,6 +397,36 @@ impl Filter {
         }
     }
 
+    /// `LOWER(column)` contains the value, for one of several values (OR); `null` matches no
+    /// value. `%`, `_` and `\` in a value match themselves. (SQLite lowers ASCII letters
+    /// only.)
+    pub fn contains_any(&mut self, column: &str, values: &[String]) {
+        let mut alternatives = Vec::new();
+        for value in values {
+            if value == "null" {
+                alternatives.push(format!("{column} IS NULL"));
+                continue;
+            }
+            let mut pattern = String::with_capacity(value.len() + 2);
+            pattern.push('%');
+            for c in value.to_lowercase().chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            self.binds.push(pattern);
+            alternatives.push(format!(
+                "LOWER({column}) LIKE ${} ESCAPE '\\'",
+                self.binds.len()
+            ));
+        }
+        if !alternatives.is_empty() {
+            self.sql.push(format!("({})", alternatives.join(" OR ")));
+        }
+    }
+
     /// A boolean column.
     pub fn flag(&mut self, column: &str, value: bool) {
         self.sql.push(format!(

@@ -25,16 +25,7 @@ async fn send(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = node.http.request(method, node.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    crate::helpers::call(node, method, path, token, body.as_ref()).await
 }
 
 async fn get(node: &TestNode, path: &str, token: Option<&str>) -> (u16, Value) {

@@ -223,26 +223,7 @@ fn text_filters(filter: &mut Filter, query: &ListQuery, columns: &[(&str, &str)]
         let Some(values) = query.filters.get(*field) else {
             continue;
         };
-        let mut alternatives = Vec::new();
-        for value in values {
-            if value == "null" {
-                alternatives.push(format!("{column} IS NULL"));
-                continue;
-            }
-            let escaped = value
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            filter.binds.push(format!("%{escaped}%"));
-            alternatives.push(format!(
-                "LOWER({column}) LIKE ${} ESCAPE '\\'",
-                filter.binds.len()
-            ));
-        }
-        if !alternatives.is_empty() {
-            filter.sql.push(format!("({})", alternatives.join(" OR ")));
-        }
+        filter.contains_any(column, values);
     }
 }
 

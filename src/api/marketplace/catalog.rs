@@ -825,30 +825,6 @@ const LISTING_FILTERS: &[&str] = &[
     "isPublished",
 ];
 
-/// `LOWER(column) LIKE %value%` for one of several values; `null` matches no value.
-pub(super) fn contains_any(filter: &mut Filter, column: &str, values: &[String]) {
-    let mut alternatives = Vec::new();
-    for value in values {
-        if value == "null" {
-            alternatives.push(format!("{column} IS NULL"));
-            continue;
-        }
-        let escaped = value
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        filter.binds.push(format!("%{escaped}%"));
-        alternatives.push(format!(
-            "LOWER({column}) LIKE ${} ESCAPE '\\'",
-            filter.binds.len()
-        ));
-    }
-    if !alternatives.is_empty() {
-        filter.sql.push(format!("({})", alternatives.join(" OR ")));
-    }
-}
-
 /// A number column against `v`, `$lt-v`, `$lte-v`, `$gt-v`, `$gte-v` or `$btw-a-b`.
 fn number_any(
     filter: &mut Filter,
@@ -1018,7 +994,7 @@ pub async fn list_listings(
         ("currency", "currency"),
     ] {
         if let Some(values) = query.filters.get(field) {
-            contains_any(&mut filter, column, values);
+            filter.contains_any(column, values);
         }
     }
     query.filter_by(&mut filter, &[("hostId", "host_id")]);

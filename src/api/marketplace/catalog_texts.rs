@@ -16,8 +16,7 @@ use super::MarketError;
 use crate::api::AppState;
 use crate::auth::Identity;
 use crate::store::catalog_texts::{
-    self as store, contains_any, AmenityRow, LocaleTextChanges, LocaleTextRow, NewAmenity,
-    NewLocaleText, Written,
+    self as store, AmenityRow, LocaleTextChanges, LocaleTextRow, NewAmenity, NewLocaleText, Written,
 };
 use crate::store::conversations::Filter;
 
@@ -236,7 +235,7 @@ pub async fn list_amenities(
     let mut filter = Filter::default();
     active_rows(&query, is_admin(me.as_ref()), &mut filter, "is_active")?;
     if let Some(names) = query.filters.get("name") {
-        contains_any(&mut filter, "name", names);
+        filter.contains_any("name", names);
     }
     let (rows, total) = store::amenities(&state.db, &filter, query.page()).await?;
     let paging = query.paging(total)?;
@@ -479,7 +478,7 @@ pub async fn list_locale_texts(
     }
     query.filter_by(&mut filter, &[("listingId", "t.listing_id")]);
     if let Some(codes) = query.filters.get("languageCode") {
-        contains_any(&mut filter, "t.language_code", codes);
+        filter.contains_any("t.language_code", codes);
     }
     let (rows, total) = store::locale_texts(&state.db, &filter, query.page()).await?;
     let paging = query.paging(total)?;
