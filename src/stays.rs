@@ -278,7 +278,10 @@ impl Stays {
                 Next::Void {
                     method,
                     ref payment_ref,
-                } => self.void(method, payment_ref, &mut gateway).await?,
+                } => {
+                    self.void(&reservation, method, payment_ref, &mut gateway)
+                        .await?
+                }
             };
             let authorized = match &step {
                 PaymentStep::Authorized { payment_ref, .. } => Some(payment_ref.clone()),
@@ -299,7 +302,8 @@ impl Stays {
                 // or another request finished it): give the money back.
                 if let Some(method) = reservation.payment_method {
                     tracing::warn!(reservation = %reservation.id, ?refusal, "releasing an authorization nobody waits for");
-                    self.void(method, payment_ref, &mut gateway).await?;
+                    self.void(&reservation, method, payment_ref, &mut gateway)
+                        .await?;
                 }
             }
             (reservation, next) = expect_reservation(reply?)?;
@@ -470,21 +474,17 @@ impl Stays {
 
     async fn void(
         &self,
+        reservation: &Reservation,
         method: PaymentMethod,
         payment_ref: &str,
         gateway: &mut Option<GatewayPayment>,
     ) -> Result<PaymentStep, StayError> {
         match method {
             PaymentMethod::Wallet => {
-                let owner = payment_ref.strip_prefix("rsv-").unwrap_or(payment_ref);
-                let row = stays::reservation(&self.db, owner).await?;
-                let Some(row) = row else {
-                    return Err(StayError::Refused(Refusal::NoReservation));
-                };
                 let reply = self
                     .wallets
                     .ask(
-                        &row.guest_id,
+                        &reservation.guest_id,
                         wallet::Command::Void {
                             hold_id: payment_ref.to_owned(),
                         },

@@ -11,19 +11,9 @@ use protocol::{ClientFrame, Event, ServerFrame};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{call, spawn_node, spawn_node_with, TestNode, TestUser, WsClient, WAIT};
-
-pub const ADMIN_EMAIL: &str = "stays-admin@example.com";
-pub const ADMIN_PASSWORD: &str = "stays admin secret";
-
-/// A node with an admin account.
-pub async fn node_with_admin() -> TestNode {
-    spawn_node_with(|s| {
-        s.admin_email = Some(ADMIN_EMAIL.into());
-        s.admin_password = Some(secrecy::SecretString::from(ADMIN_PASSWORD.to_owned()));
-    })
-    .await
-}
+use crate::helpers::{
+    call, node_with_admin, spawn_node, spawn_node_with, TestNode, TestUser, WsClient, WAIT,
+};
 
 /// The date `days` from today (UTC), as `YYYY-MM-DD`.
 pub fn day(days: u64) -> String {
@@ -502,9 +492,8 @@ async fn card_payments_authorize_capture_and_fail_like_a_card_processor() {
 
 #[actix_web::test]
 async fn who_may_move_a_reservation_where() {
-    let node = node_with_admin().await;
+    let (node, admin) = node_with_admin().await;
     let (host, guest, outsider) = (node.user().await, node.user().await, node.user().await);
-    let admin = node.log_in_again(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let listing = listing(&node, &host, "manual", 50.0, "USD").await;
     let reservation = booked(&node, &guest, &listing, 2, 2).await;
     let path = format!(

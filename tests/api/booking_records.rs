@@ -17,13 +17,7 @@ async fn send(
     token: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = node.http.request(method, node.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    crate::helpers::call(node, method, path, Some(token), body.as_ref()).await
 }
 
 async fn get(node: &TestNode, path: &str, user: &TestUser) -> (u16, Value) {

@@ -5,8 +5,8 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::booking::{booked, day, listing, node_with_admin, ADMIN_EMAIL, ADMIN_PASSWORD};
-use crate::helpers::{call, spawn_node, TestNode, TestUser};
+use crate::booking::{booked, day, listing};
+use crate::helpers::{call, node_with_admin, spawn_node, TestNode, TestUser};
 
 fn new_listing() -> Value {
     json!({
@@ -32,9 +32,8 @@ async fn create(node: &TestNode, host: &TestUser, body: &Value) -> (u16, Value) 
 
 #[actix_web::test]
 async fn a_listing_is_created_read_changed_and_soft_deleted_by_its_host() {
-    let node = node_with_admin().await;
+    let (node, admin) = node_with_admin().await;
     let (host, other) = (node.user().await, node.user().await);
-    let admin = node.log_in_again(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let (status, body) = create(&node, &host, &new_listing()).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["statusCode"], 201);

@@ -3,46 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_node_with, TestNode, TestUser};
-
-const ADMIN_EMAIL: &str = "catalog-admin@example.com";
-const ADMIN_PASSWORD: &str = "catalog admin secret";
-
-async fn node_with_admin() -> (TestNode, TestUser) {
-    let node = spawn_node_with(|s| {
-        s.admin_email = Some(ADMIN_EMAIL.into());
-        s.admin_password = Some(secrecy::SecretString::from(ADMIN_PASSWORD.to_owned()));
-    })
-    .await;
-    let admin = node.log_in_again(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    (node, admin)
-}
-
-async fn send(
-    node: &TestNode,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    crate::helpers::call(node, method, path, token, body.as_ref()).await
-}
-
-async fn get(node: &TestNode, path: &str, token: Option<&str>) -> (u16, Value) {
-    send(node, reqwest::Method::GET, path, token, None).await
-}
-
-async fn post(node: &TestNode, path: &str, token: &str, body: Value) -> (u16, Value) {
-    send(node, reqwest::Method::POST, path, Some(token), Some(body)).await
-}
-
-async fn patch(node: &TestNode, path: &str, token: &str, body: Value) -> (u16, Value) {
-    send(node, reqwest::Method::PATCH, path, Some(token), Some(body)).await
-}
-
-async fn delete(node: &TestNode, path: &str, token: &str) -> (u16, Value) {
-    send(node, reqwest::Method::DELETE, path, Some(token), None).await
-}
+use crate::helpers::{call, delete, get, node_with_admin, patch, post, TestNode, TestUser};
 
 const AMENITIES: &str = "/propertycatalog-api/v1/listingamenities";
 const TEXTS: &str = "/propertycatalog-api/v1/listinglocaletexts";
@@ -120,12 +81,12 @@ async fn amenities_are_kept_by_admins_and_read_by_everyone() {
     let (status, body) = post(&node, AMENITIES, &user.token, json!({"name": "Pool"})).await;
     assert_eq!(status, 403, "{body}");
     assert_error(&body, 403, "errMsg_forbidden");
-    let (status, _) = send(
+    let (status, _) = call(
         &node,
         reqwest::Method::POST,
         AMENITIES,
         None,
-        Some(json!({"name": "Pool"})),
+        Some(&json!({"name": "Pool"})),
     )
     .await;
     assert_eq!(status, 401);
@@ -551,12 +512,12 @@ async fn bad_locale_text_input_is_400() {
         let (status, answer) = patch(&node, &one, &host.token, body.clone()).await;
         assert_eq!(status, 400, "{body}: {answer}");
     }
-    let (status, _) = send(
+    let (status, _) = call(
         &node,
         reqwest::Method::POST,
         TEXTS,
         None,
-        Some(text_body(&listing_id, "de")),
+        Some(&text_body(&listing_id, "de")),
     )
     .await;
     assert_eq!(status, 401);

@@ -338,3 +338,34 @@ pub async fn call(
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// The admin account of [`node_with_admin`].
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin secret phrase";
+
+/// A node with an admin account, and that admin logged in.
+pub async fn node_with_admin() -> (TestNode, TestUser) {
+    let node = spawn_node_with(|s| {
+        s.admin_email = Some(ADMIN_EMAIL.into());
+        s.admin_password = Some(secrecy::SecretString::from(ADMIN_PASSWORD.to_owned()));
+    })
+    .await;
+    let admin = node.log_in_again(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    (node, admin)
+}
+
+pub async fn get(node: &TestNode, path: &str, token: Option<&str>) -> (u16, Value) {
+    call(node, reqwest::Method::GET, path, token, None).await
+}
+
+pub async fn post(node: &TestNode, path: &str, token: &str, body: Value) -> (u16, Value) {
+    call(node, reqwest::Method::POST, path, Some(token), Some(&body)).await
+}
+
+pub async fn patch(node: &TestNode, path: &str, token: &str, body: Value) -> (u16, Value) {
+    call(node, reqwest::Method::PATCH, path, Some(token), Some(&body)).await
+}
+
+pub async fn delete(node: &TestNode, path: &str, token: &str) -> (u16, Value) {
+    call(node, reqwest::Method::DELETE, path, Some(token), None).await
+}

@@ -6,47 +6,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_node_with, TestNode, TestUser};
+use crate::helpers::{
+    call, delete, get, node_with_admin, patch, post, spawn_node_with, TestNode, TestUser,
+    ADMIN_EMAIL, ADMIN_PASSWORD,
+};
 
-const ADMIN_EMAIL: &str = "reviews-admin@example.com";
-const ADMIN_PASSWORD: &str = "reviews admin secret";
 const DAY_MS: i64 = 86_400_000;
-
-async fn node_with_admin() -> (TestNode, TestUser) {
-    let node = spawn_node_with(|s| {
-        s.admin_email = Some(ADMIN_EMAIL.into());
-        s.admin_password = Some(secrecy::SecretString::from(ADMIN_PASSWORD.to_owned()));
-    })
-    .await;
-    let admin = node.log_in_again(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    (node, admin)
-}
-
-async fn send(
-    node: &TestNode,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    crate::helpers::call(node, method, path, token, body.as_ref()).await
-}
-
-async fn get(node: &TestNode, path: &str, token: Option<&str>) -> (u16, Value) {
-    send(node, reqwest::Method::GET, path, token, None).await
-}
-
-async fn post(node: &TestNode, path: &str, token: &str, body: Value) -> (u16, Value) {
-    send(node, reqwest::Method::POST, path, Some(token), Some(body)).await
-}
-
-async fn patch(node: &TestNode, path: &str, token: &str, body: Value) -> (u16, Value) {
-    send(node, reqwest::Method::PATCH, path, Some(token), Some(body)).await
-}
-
-async fn delete(node: &TestNode, path: &str, token: &str) -> (u16, Value) {
-    send(node, reqwest::Method::DELETE, path, Some(token), None).await
-}
 
 const REVIEWS: &str = "/reviewsystem-api/v1/reviews";
 const AGGREGATES: &str = "/reviewsystem-api/v1/reviewaggregates";
@@ -520,12 +485,12 @@ async fn only_the_guest_and_the_host_of_a_completed_stay_review_it_once() {
     .await;
     assert_eq!(status, 403, "{body}");
     assert_error(&body, 403, "errMsg_forbidden");
-    let (status, _) = send(
+    let (status, _) = call(
         &node,
         reqwest::Method::POST,
         REVIEWS,
         None,
-        Some(review_body(&stay, "host", &host.id, 5)),
+        Some(&review_body(&stay, "host", &host.id, 5)),
     )
     .await;
     assert_eq!(status, 401);

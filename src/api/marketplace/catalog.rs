@@ -4,6 +4,8 @@
 //! acknowledged. Listings and calendars are public to read; a listing's host (or an admin)
 //! changes them.
 
+use std::collections::HashMap;
+
 use actix_web::http::StatusCode;
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use actors::calendar::{
@@ -26,6 +28,7 @@ use crate::api::AppState;
 use crate::auth::Identity;
 use crate::stays::StayError;
 use crate::store::conversations::Filter;
+use crate::store::reviews::ReviewRow;
 use crate::store::stays::{self as store, DayRow, ListingRow};
 use crate::store::Db;
 
@@ -336,8 +339,8 @@ async fn check_amenities(db: &Db, ids: &[String]) -> Result<(), MarketError> {
     for id in ids {
         check_id("amenityIds", id)?;
     }
-    let known = store::active_amenities(db, ids).await?;
-    if let Some(missing) = ids.iter().find(|id| !known.contains(id)) {
+    let known = crate::store::catalog_texts::amenities_by_ids(db, ids).await?;
+    if let Some(missing) = ids.iter().find(|id| !known.iter().any(|a| &a.id == *id)) {
         return Err(MarketError::bad_request(
             "errMsg_amenityIdsIsNotValid",
             format!("amenityIds: no such amenity {missing}"),
@@ -752,24 +755,46 @@ pub async fn delete_listing(
         .one(listing_view(&listing)))
 }
 
-/// The joins of one listing: its amenities, its published reviews and its reservations.
+/// The published reviews of each listing named, by listing (the review system publishes what
+/// is due first, so the join and the aggregates agree).
+async fn review_joins(
+    state: &AppState,
+    listing_ids: &[String],
+) -> Result<HashMap<String, Vec<ReviewRow>>, MarketError> {
+    Ok(
+        crate::store::reviews::listing_review_join(&state.db, listing_ids, state.stays.now_ms())
+            .await?
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// The joins of one listing: its amenities and its published reviews (`short`: the list form
+/// `{rating, revieweeId}`), and on `getListing` its reservations.
 async fn listing_joins(
     state: &AppState,
     view: &mut Value,
     listing: &Listing,
+    reviews: &[ReviewRow],
     viewer: Option<&Identity>,
     with_reservations: bool,
 ) -> Result<(), MarketError> {
-    let amenities = store::amenity_joins(&state.db, &listing.amenity_ids).await?;
-    view["amenities"] = Value::Array(amenities);
-    let reviews = store::listing_review_joins(
-        &state.db,
-        &listing.id,
-        state.stays.now_ms(),
-        !with_reservations,
-    )
-    .await?;
-    view["reviews"] = Value::Array(reviews);
+    let amenities =
+        crate::store::catalog_texts::amenities_by_ids(&state.db, &listing.amenity_ids).await?;
+    view["amenities"] = amenities
+        .iter()
+        .map(|a| json!({"iconUrl": a.icon_url, "name": a.name}))
+        .collect();
+    view["reviews"] = reviews
+        .iter()
+        .map(|r| {
+            if with_reservations {
+                super::reviews::listing_review_view(r)
+            } else {
+                json!({"rating": r.rating, "revieweeId": r.reviewee_id})
+            }
+        })
+        .collect();
     if with_reservations {
         let manager = viewer.is_some_and(|v| v.role().is_admin() || v.user_id() == listing.host_id);
         let rows = store::listing_reservations(&state.db, &listing.id).await?;
@@ -810,7 +835,9 @@ pub async fn get_listing(
     let listing = row.into_listing();
     let mut view = listing_view(&listing);
     if query.get_joins {
-        listing_joins(&state, &mut view, &listing, viewer.as_ref(), true).await?;
+        let reviews = review_joins(&state, std::slice::from_ref(&listing.id)).await?;
+        let reviews = reviews.get(&listing.id).map_or(&[][..], Vec::as_slice);
+        listing_joins(&state, &mut view, &listing, reviews, viewer.as_ref(), true).await?;
     }
     Ok(Envelope::new(&req, viewer.as_ref(), "listing").one(view))
 }
@@ -1020,12 +1047,19 @@ pub async fn list_listings(
     }
     let (rows, total) = store::listings(&state.db, &filter, query.page()).await?;
     let paging = query.paging(total)?;
+    let reviews = if query.get_joins {
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        review_joins(&state, &ids).await?
+    } else {
+        HashMap::new()
+    };
     let mut views = Vec::with_capacity(rows.len());
     for row in rows {
         let listing = row.into_listing();
         let mut view = listing_view(&listing);
         if query.get_joins {
-            listing_joins(&state, &mut view, &listing, viewer.as_ref(), false).await?;
+            let reviews = reviews.get(&listing.id).map_or(&[][..], Vec::as_slice);
+            listing_joins(&state, &mut view, &listing, reviews, viewer.as_ref(), false).await?;
         }
         views.push(view);
     }
