@@ -55,30 +55,27 @@ impl Fanout {
     }
 
     /// A stored notification: an ephemeral `notification` push to the user's live
-    /// connections, and the push provider for a user with none on this node.
-    async fn notify(&self, notification: NewNotification) {
-        self.publish(Push {
+    /// connections (the push provider for a user with none on this node is asked after the
+    /// batch is published).
+    fn notification_push(notification: &NewNotification) -> Push {
+        Push {
             topic: user_topic(&notification.user_id),
             seq: None,
             event: protocol::Event::Notification {
                 notification_id: notification.id.clone(),
-                notification_kind: notification.kind,
-                title: notification.title,
-                body: notification.body,
+                notification_kind: notification.kind.clone(),
+                title: notification.title.clone(),
+                body: notification.body.clone(),
             },
-        })
-        .await;
-        if let Some(offline) = self.offline.get() {
-            offline.push_if_offline(&notification.user_id, &notification.id);
         }
     }
 
     /// Calendar days to the listing's subscribers; reservation changes to guest and host.
-    async fn calendar(&self, event: actors::calendar::Event) {
+    fn calendar(event: actors::calendar::Event, pushes: &mut Vec<Push>) {
         use actors::calendar::Event as Cal;
         match event {
             Cal::Day(day) => {
-                self.publish(Push {
+                pushes.push(Push {
                     topic: listing_topic(&day.listing_id),
                     seq: None,
                     event: protocol::Event::CalendarDay {
@@ -90,8 +87,7 @@ impl Fanout {
                         min_stay: day.min_stay,
                         is_active: day.is_active,
                     },
-                })
-                .await;
+                });
             }
             Cal::Reservation(r) => {
                 let event = protocol::Event::ReservationUpdated {
@@ -104,21 +100,14 @@ impl Fanout {
                     is_active: r.is_active,
                 };
                 for user in [&r.guest_id, &r.host_id] {
-                    self.publish(Push {
+                    pushes.push(Push {
                         topic: user_topic(user),
                         seq: None,
                         event: event.clone(),
-                    })
-                    .await;
+                    });
                 }
             }
             Cal::Listing(_) | Cal::Ticket(_) | Cal::Record(_) => {}
-        }
-    }
-
-    async fn publish(&self, push: Push) {
-        if let Err(error) = self.bus.publish(push).await {
-            tracing::error!(%error, "publishing a committed event failed");
         }
     }
 }
@@ -141,33 +130,38 @@ impl EventSink<DomainEvent> for Fanout {
         }
     }
 
-    /// Pushes are published after the answers, in commit order.
+    /// Pushes are published after the answers, in commit order, a batch at a time.
     async fn committed(&self, batch: Vec<Committed<DomainEvent>>) {
+        let mut pushes = Vec::new();
+        let mut notified = Vec::new();
         for committed in batch {
             for event in committed.events {
                 if let Some(notification) = crate::notify::of_event(&event) {
-                    self.notify(notification).await;
+                    pushes.push(Self::notification_push(&notification));
+                    notified.push(notification);
                 }
                 match event {
-                    DomainEvent::Wallet(Event::Feed(entry)) => {
-                        self.publish(Push {
-                            topic: user_topic(&entry.user_id),
-                            seq: entry.seq.get().copied(),
-                            event: entry.event,
-                        })
-                        .await;
-                    }
-                    DomainEvent::Conversation(event) => {
-                        self.publish(Push {
-                            topic: thread_topic(&event.thread_id),
-                            seq: Some(event.seq),
-                            event: event.push(),
-                        })
-                        .await;
-                    }
-                    DomainEvent::Calendar(event) => self.calendar(event).await,
+                    DomainEvent::Wallet(Event::Feed(entry)) => pushes.push(Push {
+                        topic: user_topic(&entry.user_id),
+                        seq: entry.seq.get().copied(),
+                        event: entry.event,
+                    }),
+                    DomainEvent::Conversation(event) => pushes.push(Push {
+                        topic: thread_topic(&event.thread_id),
+                        seq: Some(event.seq),
+                        event: event.push(),
+                    }),
+                    DomainEvent::Calendar(event) => Self::calendar(event, &mut pushes),
                     DomainEvent::Wallet(_) => {}
                 }
+            }
+        }
+        if let Err(error) = self.bus.publish_all(pushes).await {
+            tracing::error!(%error, "publishing committed events failed");
+        }
+        if let Some(offline) = self.offline.get() {
+            for notification in &notified {
+                offline.push_if_offline(&notification.user_id, &notification.id);
             }
         }
     }

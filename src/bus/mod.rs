@@ -36,6 +36,9 @@ pub type Delivery = Arc<Push>;
 /// keeps a client-chosen name from costing more than it should.
 pub const TOPIC_BYTES_MAX: usize = 256;
 
+/// Most PUBLISHes sent to Redis in one pipeline.
+const PUBLISHES_PER_PIPELINE: usize = 1024;
+
 /// Opaque id of one subscriber (one WebSocket connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubscriberId(pub u64);
@@ -171,6 +174,31 @@ impl Hub {
                 Ok(())
             }
             Transport::Redis(redis) => redis.publish(&self.node_id, push).await,
+        }
+    }
+
+    /// Publish committed pushes in this order, as [`Hub::publish`] each in turn would, but in
+    /// one round trip to the transport (a Redis pipeline) rather than one per push.
+    #[tracing::instrument(level = "debug", skip_all, fields(count = pushes.len()))]
+    pub async fn publish_all(&self, pushes: Vec<Push>) -> Result<(), BusError> {
+        if pushes.is_empty() {
+            return Ok(());
+        }
+        match &self.transport {
+            Transport::InProcess => {
+                for push in pushes {
+                    self.registry.deliver(&Arc::new(push));
+                }
+                Ok(())
+            }
+            Transport::Redis(redis) => {
+                let mut pushes = pushes.into_iter().peekable();
+                while pushes.peek().is_some() {
+                    let chunk = pushes.by_ref().take(PUBLISHES_PER_PIPELINE).collect();
+                    redis.publish_all(&self.node_id, chunk).await?;
+                }
+                Ok(())
+            }
         }
     }
 

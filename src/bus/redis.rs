@@ -140,6 +140,25 @@ impl RedisTransport {
         Ok(())
     }
 
+    /// Many PUBLISHes in one pipeline: one round trip, and Redis runs them in this order.
+    pub async fn publish_all(&self, origin: &str, pushes: Vec<Push>) -> Result<(), BusError> {
+        let mut pipe = redis::pipe();
+        for push in pushes {
+            let channel = channel_name(&push.topic);
+            let envelope = BusEnvelope {
+                origin: origin.to_owned(),
+                push,
+            };
+            pipe.cmd("PUBLISH")
+                .arg(channel)
+                .arg(rmp_serde::to_vec_named(&envelope)?)
+                .ignore();
+        }
+        let mut conn = self.connection()?;
+        pipe.exec_async(&mut conn).await?;
+        Ok(())
+    }
+
     pub async fn ping(&self) -> Result<(), BusError> {
         let mut conn = self.connection()?;
         redis::cmd("PING").exec_async(&mut conn).await?;

@@ -4,15 +4,17 @@
 //! batch into one transaction: check every actor's fencing epoch, write every event through
 //! its [`Persist`] implementation, write the idempotency records, commit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use actors::journal::{CommitError, JournalStore, Submission};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
+use sqlx::QueryBuilder;
 
-use super::{now_ms, BeginWrite, Db, StoreError};
+use super::bulk::Staged;
+use super::{BeginWrite, Db, StoreError};
 use crate::on_db;
 
 /// A transaction in progress, whichever engine it is on.
@@ -44,7 +46,14 @@ macro_rules! on_tx {
 
 /// How an event is written inside a batch's transaction.
 pub trait Persist: Send + Sync + 'static {
+    /// Write the event on its own, in order with the rest of the batch.
     fn persist<'a>(&'a self, tx: Tx<'a>) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+
+    /// Stage the event for the batch's multi-row writes instead ([`Staged`]), when it is one
+    /// of the kinds staged; `Ok(false)` (and nothing staged) when it must be persisted alone.
+    fn stage<'a>(&'a self, _staged: &mut Staged<'a>) -> Result<bool, sqlx::Error> {
+        Ok(false)
+    }
 }
 
 /// Raise and return an actor's fencing epoch; called once per activation.
@@ -60,6 +69,9 @@ pub async fn raise_epoch(db: &Db, kind: &str, actor_id: &str) -> Result<i64, Sto
         .await?);
     Ok(epoch)
 }
+
+/// Actors whose epochs one statement reads (two parameters each).
+const EPOCHS_PER_STATEMENT: usize = 10_000;
 
 /// The journal store over the node's database.
 pub struct SqlJournal {
@@ -86,14 +98,12 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
         // PostgreSQL: a shared lock on each epoch row makes an activation elsewhere wait for this
         // batch (then raise the epoch), so a stale batch can never commit after it. SQLite has
         // one writer at a time (the batch takes the write lock when it begins), which gives the
-        // same order.
-        let epoch_sql = match self.db {
-            Db::Sqlite(_) => "SELECT epoch FROM actor_epochs WHERE kind = $1 AND actor_id = $2",
-            Db::Postgres(_) => {
-                "SELECT epoch FROM actor_epochs WHERE kind = $1 AND actor_id = $2 FOR SHARE"
-            }
+        // same order. The epochs are read in one statement per chunk, not one per actor.
+        let lock = match self.db {
+            Db::Sqlite(_) => "",
+            Db::Postgres(_) => " FOR SHARE OF e",
         };
-        let mut epochs: HashMap<(&str, &str), (i64, Vec<u64>)> = HashMap::new();
+        let mut epochs: BTreeMap<(&str, &str), (i64, Vec<u64>)> = BTreeMap::new();
         for actor in batch.iter().filter_map(|s| s.actor.as_ref()) {
             epochs
                 .entry((actor.kind, actor.id.as_str()))
@@ -101,47 +111,54 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
                 .1
                 .push(actor.incarnation);
         }
+        let keys: Vec<(&str, &str)> = epochs.keys().copied().collect();
         let injected = self
             .fail_next
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok();
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(failed)?;
-            let mut fenced = Vec::new();
-            for ((kind, id), (epoch, incarnations)) in &epochs {
-                let stored: Option<i64> = sqlx::query_scalar(epoch_sql)
-                    .bind(kind)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
+            let mut stored: HashMap<(String, String), i64> = HashMap::new();
+            for chunk in keys.chunks(EPOCHS_PER_STATEMENT) {
+                let mut query = QueryBuilder::new(
+                    "SELECT e.kind, e.actor_id, e.epoch FROM actor_epochs e JOIN (");
+                query.push_values(chunk, |mut row, (kind, id)| {
+                    row.push_bind(*kind).push_bind(*id);
+                });
+                query.push(") AS v ON e.kind = v.column1 AND e.actor_id = v.column2");
+                query.push(lock);
+                let rows: Vec<(String, String, i64)> = query
+                    .build_query_as()
+                    .persistent(false)
+                    .fetch_all(&mut *tx)
                     .await
                     .map_err(failed)?;
-                if stored != Some(*epoch) {
+                stored.extend(rows.into_iter().map(|(kind, id, epoch)| ((kind, id), epoch)));
+            }
+            let mut fenced = Vec::new();
+            for ((kind, id), (epoch, incarnations)) in &epochs {
+                if stored.get(&((*kind).to_owned(), (*id).to_owned())) != Some(epoch) {
                     fenced.extend(incarnations.iter().copied());
                 }
             }
             if !fenced.is_empty() {
                 return Err(CommitError::Fenced(fenced));
             }
-            let now = now_ms();
+            // Hot events are staged and written a few multi-row statements at a time; any
+            // other event first writes what is staged, then itself, so order is kept.
+            let mut staged = Staged::default();
             for submission in batch {
                 for event in &submission.events {
-                    event.persist(to_tx(&mut tx)).await.map_err(failed)?;
+                    if !event.stage(&mut staged).map_err(failed)? {
+                        staged.flush(to_tx(&mut tx)).await.map_err(failed)?;
+                        event.persist(to_tx(&mut tx)).await.map_err(failed)?;
+                    }
                 }
                 if let (Some(actor), Some(record)) = (&submission.actor, &submission.idempotency) {
-                    sqlx::query(
-                        "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)")
-                        .bind(actor.kind)
-                        .bind(&actor.id)
-                        .bind(&record.key)
-                        .bind(&record.fingerprint)
-                        .bind(&record.reply)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?;
+                    staged.idempotency(actor, record);
                 }
             }
+            staged.flush(to_tx(&mut tx)).await.map_err(failed)?;
             if injected {
                 // Everything was written; rolling back now is exactly a commit that failed.
                 tx.rollback().await.map_err(failed)?;

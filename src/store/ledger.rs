@@ -11,6 +11,7 @@ use actors::wallet::{
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
+use super::bulk::Staged;
 use super::journal::{Persist, Tx};
 use super::{now_ms, Db, StoreError};
 use crate::{on_db, on_tx};
@@ -38,6 +39,27 @@ impl Persist for actors::DomainEvent {
             Ok(())
         }
         .boxed()
+    }
+
+    fn stage<'a>(&'a self, staged: &mut Staged<'a>) -> Result<bool, sqlx::Error> {
+        match self {
+            actors::DomainEvent::Wallet(Event::Transferred(transfer)) => {
+                staged.transfer(transfer);
+            }
+            actors::DomainEvent::Wallet(Event::Feed(entry)) => staged.feed(entry)?,
+            actors::DomainEvent::Conversation(event) => {
+                let actors::conversation::Change::Posted(message) = &event.change else {
+                    return Ok(false);
+                };
+                staged.message(message);
+                staged.thread_event(event)?;
+            }
+            _ => return Ok(false),
+        }
+        if let Some(notification) = crate::notify::of_event(self) {
+            staged.notification(notification);
+        }
+        Ok(true)
     }
 }
 

@@ -5,6 +5,7 @@
 //! One function per query; handlers never hold SQL.
 
 pub mod apps;
+pub mod bulk;
 pub mod catalog_texts;
 pub mod conversations;
 pub mod evergreen_history;
