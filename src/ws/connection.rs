@@ -47,7 +47,9 @@ const CLOSE_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the reader (and the bus, and wallet ops) hand to the writer.
 enum Outbound {
-    Frame(ServerFrame),
+    /// Boxed: a frame is large, and every slot of the queue is as large as the largest item
+    /// (the queue's first block of slots is allocated with the connection).
+    Frame(Box<ServerFrame>),
     Push(Delivery),
     Ping,
     Pong(Bytes),
@@ -57,16 +59,19 @@ enum Outbound {
     /// A resumed subscription of this topic is starting: hold its live pushes until its
     /// `Replay` has been sent, so that nothing live overtakes what is replayed.
     Hold(String),
-    /// Send these frames (the `subscribed` answer and the replayed events, skipping events
-    /// the client was already sent), raise the topic's last sequence number sent to `last`,
-    /// then release the held pushes (dropping those already sent), or drop them all when
-    /// `keep` is false (the topic was not subscribed after all).
-    Replay {
-        topic: String,
-        frames: Vec<ServerFrame>,
-        last: Option<u64>,
-        keep: bool,
-    },
+    /// A resumed subscription's replay (boxed, as `Frame`).
+    Replay(Box<Replay>),
+}
+
+/// Send these frames (the `subscribed` answer and the replayed events, skipping events the
+/// client was already sent), raise the topic's last sequence number sent to `last`, then
+/// release the held pushes (dropping those already sent), or drop them all when `keep` is
+/// false (the topic was not subscribed after all).
+struct Replay {
+    topic: String,
+    frames: Vec<ServerFrame>,
+    last: Option<u64>,
+    keep: bool,
 }
 
 /// Queue an item for the writer without waiting; a full queue marks the client slow (it is
@@ -187,7 +192,7 @@ async fn write_loop(writer: Writer, opening: Opening) {
     let mut opening = opening.frames.into_iter();
     loop {
         let item = match opening.next() {
-            Some(frame) => Some(Outbound::Frame(frame)),
+            Some(frame) => Some(Outbound::Frame(Box::new(frame))),
             None => tokio::select! {
                 biased;
                 () = slow.cancelled() => {
@@ -219,12 +224,13 @@ async fn write_loop(writer: Writer, opening: Opening) {
         let sending = async {
             match item {
                 Outbound::Frame(frame) => send(&mut session, codec, codec.encode(&frame)).await,
-                Outbound::Replay {
-                    topic,
-                    frames,
-                    last,
-                    keep,
-                } => {
+                Outbound::Replay(replay) => {
+                    let Replay {
+                        topic,
+                        frames,
+                        last,
+                        keep,
+                    } = *replay;
                     let released = held.remove(&topic).unwrap_or_default();
                     let already = sent.last_seq.get(&topic).copied();
                     for frame in frames {
@@ -639,7 +645,7 @@ impl Reader {
     }
 
     fn reply(&self, frame: ServerFrame) {
-        self.queue(Outbound::Frame(frame));
+        self.queue(Outbound::Frame(Box::new(frame)));
     }
 
     fn error(&self, id: Option<String>, code: ErrorCode, message: impl Into<String>) {
@@ -795,7 +801,7 @@ impl Reader {
         let (tx, slow) = (self.tx.clone(), self.slow.clone());
         actix_web::rt::spawn(async move {
             if let Some(frame) = answer.await {
-                enqueue(&tx, &slow, Outbound::Frame(frame));
+                enqueue(&tx, &slow, Outbound::Frame(Box::new(frame)));
             }
             drop(permit);
         });
@@ -842,12 +848,12 @@ impl Reader {
         // and waits behind the replay; what both carry goes out once.
         self.queue(Outbound::Hold(topic.clone()));
         if fresh && !self.bus_subscribe(&id, &topic).await {
-            self.queue(Outbound::Replay {
+            self.queue(Outbound::Replay(Box::new(Replay {
                 topic,
                 frames: Vec::new(),
                 last: None,
                 keep: false,
-            });
+            })));
             return;
         }
         let resumed = resume_thread(
@@ -867,7 +873,7 @@ impl Reader {
                     self.gateway.bus.unsubscribe(&topic, self.subscriber).await;
                     self.topics.remove(&topic);
                 }
-                self.queue(Outbound::Replay {
+                self.queue(Outbound::Replay(Box::new(Replay {
                     topic,
                     frames: vec![ServerFrame::Error {
                         id,
@@ -876,7 +882,7 @@ impl Reader {
                     }],
                     last: None,
                     keep: !fresh,
-                });
+                })));
                 return;
             }
         };
@@ -894,12 +900,12 @@ impl Reader {
                 event,
             })
         }));
-        self.queue(Outbound::Replay {
+        self.queue(Outbound::Replay(Box::new(Replay {
             topic,
             frames,
             last: Some(last),
             keep: true,
-        });
+        })));
         self.watch(&thread).await;
     }
 
@@ -1047,7 +1053,7 @@ impl Reader {
         // be, and a retry with the same id gets its answer.
         actix_web::rt::spawn(async move {
             let frame = answer.await;
-            enqueue(&tx, &slow, Outbound::Frame(frame));
+            enqueue(&tx, &slow, Outbound::Frame(Box::new(frame)));
             drop(permit);
         });
     }
@@ -1128,5 +1134,17 @@ impl Reader {
             Some(("listing", id)) if !id.is_empty() && id.len() <= 64 => Ok(()),
             _ => Err((ErrorCode::BadRequest, "unknown topic")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every slot of a connection's send queue is as large as [`super::Outbound`], and the
+    /// queue's first block of slots is allocated with the connection, idle or not: large items
+    /// are boxed so that an idle connection stays small.
+    #[test]
+    fn a_send_queue_slot_stays_small() {
+        let size = std::mem::size_of::<super::Outbound>();
+        assert!(size <= 40, "Outbound is {size} bytes");
     }
 }
