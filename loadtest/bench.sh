@@ -35,7 +35,8 @@ SIO_DIR=loadtest/reference/socketio
 # The sizes (each scenario is bounded by these and by its --max-secs).
 PAY_ARGS=(--users "${PAY_USERS:-200}" --payments-per-user "${PAY_PER_USER:-200}" --hot 3 --hot-share 0.2 --in-flight 8)
 FANOUT_ARGS=(--threads "${FANOUT_THREADS:-100}" --devices 4 --messages "${FANOUT_MESSAGES:-50}" --in-flight 4)
-RESUME_ARGS=(--clients "${RESUME_CLIENTS:-10}" --missed 1000 --rounds 3)
+# 999 missed plus the live post racing the reconnect: gaps of up to 1,000, all replayed.
+RESUME_ARGS=(--clients "${RESUME_CLIENTS:-10}" --missed 999 --rounds 3)
 CONN_ARGS=(--connections "${CONN_COUNT:-10000}" --hold-secs "${CONN_HOLD_SECS:-20}")
 REF_ARGS=(--users "${PAY_USERS:-200}" --payments-per-user "${PAY_PER_USER:-200}" --hot 3 --hot-share 0.2 --in-flight 8 --pool 64)
 # The same seeded attempt stream for the node and for the exclusion-constraint reference.
