@@ -15,7 +15,7 @@
 # Socket.IO reference (as .ci/run has them), and node + npm for the latter (`npm ci` from the
 # npm registry, once). Each node gets its own fresh database (created, then dropped), each
 # Socket.IO server is fresh too, and each is stopped after its run: nothing is left running.
-# Reports: $REPORT_DIR/*.json|md, medians: summary.md.
+# Reports: $REPORT_DIR/*.json|md|png, medians: summary.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

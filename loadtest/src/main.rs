@@ -1,6 +1,7 @@
 //! The load generator's binary: parse the command line, run one scenario against a node on
 //! this machine, print the summary, write the reports, exit 1 if a check failed.
 
+mod chart;
 mod cli;
 mod client;
 mod procfs;
@@ -66,8 +67,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     report.label = cli.label;
     report.param("smoke", cli.smoke);
     out(&report::render_summary(&report));
-    let (json, md) = report::write(&report, &cli.report_dir)?;
-    out(&format!("  reports: {} {}\n", json.display(), md.display()));
+    let written = report::write(&report, &cli.report_dir)?;
+    out(&format!("  reports: {}\n", written.paths()));
     Ok(if report.passed() {
         ExitCode::SUCCESS
     } else {

@@ -1,5 +1,6 @@
-//! What a scenario found: numbers, latencies and checks, as JSON, Markdown and a terminal
-//! table. Rendering is pure so that it is tested without running anything.
+//! What a scenario found: numbers, latencies and checks, as JSON, Markdown, a latency chart
+//! (PNG, `chart`) and a terminal table. Rendering is pure so that it is tested without running
+//! anything.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -236,22 +237,61 @@ pub fn render_summary(report: &Report) -> String {
     out
 }
 
-/// Write `<stem>.json` and `<stem>.md` under `dir`; returns their paths.
-pub fn write(report: &Report, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// The files [`write`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub json: PathBuf,
+    pub md: PathBuf,
+    /// The latency chart, when the report has a latency with samples and a font was found.
+    pub png: Option<PathBuf>,
+}
+
+impl Written {
+    /// The paths, space-separated, for the line that ends a run.
+    pub fn paths(&self) -> String {
+        let mut out = format!("{} {}", self.json.display(), self.md.display());
+        if let Some(png) = &self.png {
+            let _ = write!(out, " {}", png.display());
+        }
+        out
+    }
+}
+
+/// Write `<stem>.json`, `<stem>.md` and, when there is a latency to draw, the chart
+/// `<stem>.png` under `dir`. The chart is an extra: when it cannot be drawn the run says so on
+/// stderr and goes on, and an older chart of the same stem is removed so that none is left
+/// beside reports it does not show.
+pub fn write(report: &Report, dir: &Path) -> anyhow::Result<Written> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let json = dir.join(format!("{}.json", report.stem()));
     let md = dir.join(format!("{}.md", report.stem()));
+    let png = dir.join(format!("{}.png", report.stem()));
     let body = serde_json::to_string_pretty(report).context("encoding the report")?;
     std::fs::write(&json, body).with_context(|| format!("writing {}", json.display()))?;
     std::fs::write(&md, render_markdown(report))
         .with_context(|| format!("writing {}", md.display()))?;
-    Ok((json, md))
+    let charted = match crate::chart::render_chart(report, &png) {
+        Ok(charted) => charted,
+        Err(error) => {
+            eprintln!("loadtest: no latency chart: {error:#}");
+            false
+        }
+    };
+    if !charted {
+        let _ = std::fs::remove_file(&png);
+    }
+    Ok(Written {
+        json,
+        md,
+        png: charted.then_some(png),
+    })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::stats::Percentile;
 
     fn sample() -> Report {
         let mut r = Report::new("payments");
@@ -269,6 +309,16 @@ mod tests {
             p99_ms: 4.5,
             p999_ms: 9.25,
             max_ms: 12.0,
+            percentiles: vec![
+                Percentile {
+                    quantile: 0.5,
+                    ms: 0.9,
+                },
+                Percentile {
+                    quantile: 1.0,
+                    ms: 12.0,
+                },
+            ],
         });
         r.check("balances", true, "sum 1000 = deposited 1000");
         r
@@ -351,13 +401,34 @@ mod tests {
     }
 
     #[test]
-    fn reports_are_written_as_json_and_markdown() {
-        let dir = std::env::temp_dir().join(format!("loadtest-report-{}", std::process::id()));
-        let (json, md) = write(&sample(), &dir).unwrap();
-        assert!(json.ends_with("payments-sqlite_1.json"));
-        let back: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    fn reports_are_written_as_json_markdown_and_a_chart() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(&sample(), dir.path()).unwrap();
+        assert!(written.json.ends_with("payments-sqlite_1.json"));
+        let back: Report =
+            serde_json::from_str(&std::fs::read_to_string(&written.json).unwrap()).unwrap();
         assert_eq!(back, sample());
-        assert!(std::fs::read_to_string(&md).unwrap().contains("PASSED"));
-        std::fs::remove_dir_all(dir).unwrap();
+        assert!(std::fs::read_to_string(&written.md)
+            .unwrap()
+            .contains("PASSED"));
+        if crate::chart::font().is_ok() {
+            let png = written.png.clone().unwrap();
+            assert!(png.ends_with("payments-sqlite_1.png"));
+            assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+            assert!(written.paths().ends_with(&format!(".md {}", png.display())));
+        }
+    }
+
+    #[test]
+    fn a_report_without_latencies_has_no_chart_and_loses_an_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = sample();
+        let stale = dir.path().join("payments-sqlite_1.png");
+        std::fs::write(&stale, b"old chart").unwrap();
+        r.latencies.clear();
+        let written = write(&r, dir.path()).unwrap();
+        assert_eq!(written.png, None);
+        assert!(!stale.exists());
+        assert!(!written.paths().contains(".png"));
     }
 }

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// The largest latency a histogram holds: anything longer is recorded as this.
 const LATENCY_MAX_US: u64 = 60_000_000;
 
+/// The quantiles a summary keeps for the latency chart: the body, then the tail nine by nine,
+/// then the maximum (1.0).
+pub const CHART_QUANTILES: [f64; 9] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0];
+
 /// A latency histogram in microseconds.
 #[derive(Debug, Clone)]
 pub struct Latencies(Histogram<u64>);
@@ -59,6 +63,19 @@ impl Latencies {
             p99_ms: ms(self.0.value_at_quantile(0.99)),
             p999_ms: ms(self.0.value_at_quantile(0.999)),
             max_ms: ms(self.0.max()),
+            percentiles: CHART_QUANTILES
+                .iter()
+                .map(|&quantile| Percentile {
+                    quantile,
+                    // The maximum as recorded, the same number as `max_ms`, rather than the
+                    // top of its histogram bucket.
+                    ms: ms(if quantile >= 1.0 {
+                        self.0.max()
+                    } else {
+                        self.0.value_at_quantile(quantile)
+                    }),
+                })
+                .collect(),
         }
     }
 }
@@ -73,6 +90,17 @@ pub struct LatencySummary {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// The latency at each of [`CHART_QUANTILES`], for the chart; empty for an empty
+    /// histogram and in reports written before it existed.
+    #[serde(default)]
+    pub percentiles: Vec<Percentile>,
+}
+
+/// One point of a latency distribution: `quantile` in 0..=1 (1 is the maximum).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentile {
+    pub quantile: f64,
+    pub ms: f64,
 }
 
 /// Events per second over an interval (0 for an empty interval).
@@ -187,6 +215,12 @@ mod tests {
         assert!(within(s.p999_ms, 9.99), "{s:?}");
         assert!(within(s.max_ms, 10.0), "{s:?}");
         assert!(within(s.mean_ms, 5.0005), "{s:?}");
+        let quantiles: Vec<f64> = s.percentiles.iter().map(|p| p.quantile).collect();
+        assert_eq!(quantiles, CHART_QUANTILES);
+        for p in &s.percentiles {
+            assert!(within(p.ms, p.quantile * 10.0), "{p:?}");
+        }
+        assert_eq!(s.percentiles.last().map(|p| p.ms), Some(s.max_ms));
     }
 
     #[test]
@@ -221,6 +255,16 @@ mod tests {
         let s = Latencies::new().summary("none");
         assert_eq!(s.count, 0);
         assert_eq!(s.p99_ms, 0.0);
+        assert!(s.percentiles.is_empty());
+    }
+
+    #[test]
+    fn a_summary_from_before_percentiles_still_parses() {
+        let old = r#"{"name":"ack","count":3,"mean_ms":1.0,"p50_ms":1.0,"p99_ms":2.0,
+            "p999_ms":2.0,"max_ms":2.5}"#;
+        let s: LatencySummary = serde_json::from_str(old).unwrap();
+        assert_eq!(s.max_ms, 2.5);
+        assert!(s.percentiles.is_empty());
     }
 
     #[test]
