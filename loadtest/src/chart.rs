@@ -396,17 +396,4 @@ mod tests {
         assert!(!render_chart(&r, &path).unwrap());
         assert!(!path.exists());
     }
-
-    /// Renders an existing JSON report, for a look at the chart:
-    /// `LOADTEST_CHART_JSON=report.json LOADTEST_CHART_PNG=out.png cargo test -p loadtest
-    /// -- --ignored chart_of_a_json_report`.
-    #[test]
-    #[ignore = "needs LOADTEST_CHART_JSON and LOADTEST_CHART_PNG"]
-    fn chart_of_a_json_report() {
-        let json = std::env::var("LOADTEST_CHART_JSON").expect("LOADTEST_CHART_JSON");
-        let png = std::env::var("LOADTEST_CHART_PNG").expect("LOADTEST_CHART_PNG");
-        let report: Report = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-        assert!(render_chart(&report, Path::new(&png)).unwrap());
-        assert!(is_png(Path::new(&png)));
-    }
 }
