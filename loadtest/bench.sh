@@ -39,6 +39,9 @@ FANOUT_ARGS=(--threads "${FANOUT_THREADS:-100}" --devices 4 --messages "${FANOUT
 RESUME_ARGS=(--clients "${RESUME_CLIENTS:-10}" --missed 999 --rounds 3)
 CONN_ARGS=(--connections "${CONN_COUNT:-10000}" --hold-secs "${CONN_HOLD_SECS:-20}")
 REF_ARGS=(--users "${PAY_USERS:-200}" --payments-per-user "${PAY_PER_USER:-200}" --hot 3 --hot-share 0.2 --in-flight 8 --pool 64)
+# And at a load both keep up with (50 payments in flight), where latency is not queueing.
+PAY_LIGHT_ARGS=(--users 50 --payments-per-user 200 --hot 3 --hot-share 0.2 --in-flight 1)
+REF_LIGHT_ARGS=(--users 50 --payments-per-user 200 --hot 3 --hot-share 0.2 --in-flight 1 --pool 64)
 # The same seeded attempt stream for the node and for the exclusion-constraint reference.
 BOOK_ARGS=(--listings "${BOOK_LISTINGS:-5}" --guests "${BOOK_GUESTS:-64}" --attempts-per-guest "${BOOK_PER_GUEST:-100}" \
   --in-flight 1 --days "${BOOK_DAYS:-180}" --max-nights 7 --seed 1)
@@ -143,22 +146,27 @@ bench_sio() {
   stop_sio
 }
 
-# bench BACKEND RUN SCENARIO [ARGS…]: one scenario against its own fresh node.
+# bench BACKEND RUN SCENARIO [ARGS…]: one scenario against its own fresh node (labelled
+# BACKEND$TAG-RUN).
+TAG=""
 bench() {
   local backend=$1 run=$2 scenario=$3; shift 3
   start_node "$backend"
   [ "$scenario" = connections ] && set -- "$@" --node-pid "$NODE_PID"
   echo "=== $scenario on $backend, run $run (node pid $NODE_PID, $URL)"
   if ! "$LOADTEST_BIN" --url "$URL" --codec "$CODEC" --report-dir "$REPORT_DIR" \
-      --label "$backend-$run" --setup-concurrency 32 "$scenario" "$@"; then
-    failed+=("$scenario $backend-$run")
+      --label "$backend$TAG-$run" --setup-concurrency 32 "$scenario" "$@"; then
+    failed+=("$scenario $backend$TAG-$run")
   fi
   stop_node
 }
 
 for run in $(seq 1 "$RUNS"); do
   for backend in $BACKENDS; do
-    if wants payments; then bench "$backend" "$run" payments "${PAY_ARGS[@]}"; fi
+    if wants payments; then
+      bench "$backend" "$run" payments "${PAY_ARGS[@]}"
+      TAG=-light bench "$backend" "$run" payments "${PAY_LIGHT_ARGS[@]}"
+    fi
     if wants fanout; then bench "$backend" "$run" fanout "${FANOUT_ARGS[@]}"; fi
     if wants resume; then bench "$backend" "$run" resume "${RESUME_ARGS[@]}"; fi
     if wants connections; then bench "$backend" "$run" connections "${CONN_ARGS[@]}"; fi
@@ -177,6 +185,10 @@ for run in $(seq 1 "$RUNS"); do
       echo "=== reference-payments on postgres, run $run"
       "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-$run" reference-payments \
         --database-url "${PG_URL%/*}/$REF_DB" "${REF_ARGS[@]}" || failed+=("reference-payments postgres-$run")
+      echo "=== reference-payments (light) on postgres, run $run"
+      "$LOADTEST_BIN" --report-dir "$REPORT_DIR" --label "postgres-light-$run" reference-payments \
+        --database-url "${PG_URL%/*}/$REF_DB" "${REF_LIGHT_ARGS[@]}" ||
+        failed+=("reference-payments postgres-light-$run")
     fi
     # Twice: the plain INSERT (a violation is the rejection; overlapping inserts in flight at
     # once can deadlock: counted as deadlocked) and INSERT … ON CONFLICT DO NOTHING (never does).
