@@ -101,6 +101,12 @@ pub struct Settings {
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
 
+    /// Most open client connections (HTTP and WebSocket) the node keeps, shared evenly by
+    /// its workers; beyond it, new connections wait to be accepted. (actix-web's own default is
+    /// 25,000 per worker.) Each needs a file descriptor: the process's limit applies too.
+    #[arg(long, env = "HTTP_CONNECTIONS_MAX", default_value_t = 200_000)]
+    pub http_connections_max: usize,
+
     /// Largest WebSocket frame accepted, in bytes; a larger one closes the connection (1009).
     #[arg(long, env = "WS_FRAME_BYTES_MAX", default_value_t = 64 * 1024)]
     pub ws_frame_bytes_max: usize,
@@ -265,6 +271,7 @@ impl Settings {
             argon2_iterations: 2,
             http_body_bytes_max: 64 * 1024,
             http_workers: 0,
+            http_connections_max: 200_000,
             ws_frame_bytes_max: 64 * 1024,
             ws_heartbeat_ms: 15_000,
             ws_idle_timeout_ms: 45_000,

@@ -311,6 +311,7 @@ fn serve(
             .wrap(TracingLogger::default())
     })
     .workers(workers)
+    .max_connections(settings.http_connections_max.div_ceil(workers.max(1)))
     // Without it a WebSocket frame written right after another waits for the client's delayed
     // ACK (Nagle): a constant 40 ms on every answer at low load (BENCHMARKS.md).
     .tcp_nodelay(true)

@@ -205,3 +205,49 @@ async fn the_node_binary_stops_on_sigterm() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Send one keep-alive `GET /health` on a raw connection; true once its answer has come.
+async fn health_over(stream: &mut tokio::net::TcpStream, wait: std::time::Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+        Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
+        Ok(Err(_)) | Err(_) => false,
+    }
+}
+
+/// `HTTP_CONNECTIONS_MAX` bounds the open connections: beyond it a new one waits, unanswered,
+/// until another closes (actix-web's own default would cap a node at 25,000 per worker).
+#[actix_web::test]
+async fn connections_beyond_the_maximum_wait_until_one_closes() {
+    use std::time::Duration;
+    let node = crate::helpers::spawn_node_with(|s| {
+        s.http_workers = 1;
+        s.http_connections_max = 2;
+    })
+    .await;
+    let address = node.address.trim_start_matches("http://").to_owned();
+    let mut first = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(&address).await.unwrap();
+    assert!(health_over(&mut first, Duration::from_secs(10)).await);
+    assert!(health_over(&mut second, Duration::from_secs(10)).await);
+    let mut third = tokio::net::TcpStream::connect(&address).await.unwrap();
+    assert!(
+        !health_over(&mut third, Duration::from_millis(700)).await,
+        "a third connection was served while two were open"
+    );
+    drop(first);
+    let mut answer = [0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::AsyncReadExt;
+        third.read(&mut answer).await.unwrap()
+    })
+    .await
+    .expect("the waiting connection is served once another closes");
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+    assert!(health_over(&mut second, Duration::from_secs(10)).await);
+}
