@@ -179,6 +179,7 @@ impl Application {
             notifier,
             payments,
             stays,
+            user_ids: Arc::new(crate::api::UserIds::new(crate::api::USER_IDS_CACHED_MAX)),
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

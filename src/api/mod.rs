@@ -41,7 +41,20 @@ pub struct AppState {
     pub payments: Arc<dyn crate::payments::PaymentGateway>,
     /// Listings' calendars and the booking flows over them.
     pub stays: Arc<crate::stays::Stays>,
+    /// Evergreen ids already resolved to an active user (see `evergreen::resolve_user`).
+    pub user_ids: Arc<UserIds>,
 }
+
+/// Evergreen ids resolved to active users, so that a payment does not look its payee up in
+/// the database every time: that lookup was a sixth of the node's CPU under a payments load
+/// (BENCHMARKS.md, the flame graph). Only hits are kept, because an id that resolves to
+/// nothing may resolve once the user registers. A hit stays true: the node never deactivates
+/// or deletes a user, nor changes or removes an external id. Whatever adds either must clear
+/// the entry (`remove`).
+pub type UserIds = quick_cache::sync::Cache<String, String>;
+
+/// How many resolved ids a node keeps.
+pub const USER_IDS_CACHED_MAX: usize = 100_000;
 
 /// When the request arrived, for `elapsedMs` in envelopes.
 #[derive(Debug, Clone, Copy)]

@@ -459,15 +459,26 @@ pub fn parse_credits(state: &AppState, path: &str, raw: &str) -> Result<Money, E
 
 /// An Evergreen user id (`facebook:<id>`, `qr:<code>`, or `user:<uuid>` for accounts with
 /// neither) resolved to the node's user id.
+/// Hits are cached (`AppState::user_ids`).
 pub async fn resolve_user(state: &AppState, evg_id: &str) -> Result<Option<String>, EvgError> {
     if evg_id.len() > 256 {
         return Ok(None);
     }
-    if let Some(id) = evg_id.strip_prefix("user:") {
-        let found = users::by_id(&state.db, id).await?;
-        return Ok(found.filter(|u| u.is_active).map(|u| u.id));
+    if let Some(user_id) = state.user_ids.get(evg_id) {
+        return Ok(Some(user_id));
     }
-    Ok(external_ids::user_of(&state.db, evg_id).await?)
+    let found = if let Some(id) = evg_id.strip_prefix("user:") {
+        users::by_id(&state.db, id)
+            .await?
+            .filter(|u| u.is_active)
+            .map(|u| u.id)
+    } else {
+        external_ids::user_of(&state.db, evg_id).await?
+    };
+    if let Some(user_id) = &found {
+        state.user_ids.insert(evg_id.to_owned(), user_id.clone());
+    }
+    Ok(found)
 }
 
 /// The Evergreen id a user is shown by.
