@@ -26,6 +26,7 @@ pub struct Metrics {
     pub actor_busy: IntGaugeVec,
     pub bus_topics: IntGauge,
     pub bus_subscriptions: IntGauge,
+    pub offline_pushes_skipped: IntCounter,
 }
 
 fn built<T>(result: prometheus::Result<T>) -> T {
@@ -107,6 +108,12 @@ impl Metrics {
             "bus_subscriptions",
             "Local (topic, connection) subscriptions",
         ));
+        let offline_pushes_skipped = built(IntCounter::new(
+            "offline_pushes_skipped_total",
+            "Pushes to offline users' devices skipped because too many were in flight \
+             (the notifications stay stored)",
+        ));
+        register(Box::new(offline_pushes_skipped.clone()));
         register(Box::new(http_requests.clone()));
         register(Box::new(http_latency.clone()));
         register(Box::new(ws_connections.clone()));
@@ -149,6 +156,7 @@ impl Metrics {
             actor_busy,
             bus_topics,
             bus_subscriptions,
+            offline_pushes_skipped,
         }
     }
 

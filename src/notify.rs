@@ -257,12 +257,50 @@ const OFFLINE_PUSHES_IN_FLIGHT_MAX: usize = 64;
 
 /// After commit: a notification for a user with no live connection on this node goes to
 /// their devices through the push provider, off the journal writer. At most
-/// [`OFFLINE_PUSHES_IN_FLIGHT_MAX`] run at once; beyond that a push is skipped and logged (the
-/// notification stays stored and listed).
+/// [`OFFLINE_PUSHES_IN_FLIGHT_MAX`] run at once; beyond that a push is skipped (the
+/// notification stays stored and listed), counted in `node_offline_pushes_skipped_total`, and
+/// logged at most once per [`SKIPPED_WARNING_INTERVAL`]: a burst skips thousands, and one line
+/// each buried everything else in the log.
 pub struct OfflinePush {
     gateway: Arc<crate::ws::Gateway>,
     notifier: Arc<Notifier>,
     in_flight: Arc<Semaphore>,
+    warned: Mutex<Throttle>,
+}
+
+/// Shortest time between two warnings about skipped pushes.
+const SKIPPED_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Counts events and says when to report them: at the first one, then at most once per
+/// interval, with how many happened since the last report.
+#[derive(Debug)]
+struct Throttle {
+    interval: Duration,
+    last: Option<std::time::Instant>,
+    unreported: u64,
+}
+
+impl Throttle {
+    fn new(interval: Duration) -> Self {
+        Throttle {
+            interval,
+            last: None,
+            unreported: 0,
+        }
+    }
+
+    /// Count one event at `now`; the number to report, when it is time to report.
+    fn hit(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.unreported += 1;
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.interval)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unreported))
+    }
 }
 
 impl OfflinePush {
@@ -271,6 +309,7 @@ impl OfflinePush {
             gateway,
             notifier,
             in_flight: Arc::new(Semaphore::new(OFFLINE_PUSHES_IN_FLIGHT_MAX)),
+            warned: Mutex::new(Throttle::new(SKIPPED_WARNING_INTERVAL)),
         }
     }
 
@@ -285,10 +324,18 @@ impl OfflinePush {
             return;
         }
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
-            tracing::warn!(
-                notification_id,
-                "too many pushes in flight; this one is skipped"
-            );
+            self.gateway.metrics.offline_pushes_skipped.inc();
+            let report = self
+                .warned
+                .lock()
+                .map_or(None, |mut throttle| throttle.hit(std::time::Instant::now()));
+            if let Some(skipped) = report {
+                tracing::warn!(
+                    skipped,
+                    notification_id,
+                    "too many pushes in flight; skipped pushes (their notifications are stored)"
+                );
+            }
             return;
         };
         let notifier = Arc::clone(&self.notifier);
@@ -297,5 +344,27 @@ impl OfflinePush {
             notifier.deliver(&id).await;
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Throttle;
+
+    /// The first skip is reported at once; later ones at most once per interval, with how many
+    /// there were since the last report, so none goes uncounted.
+    #[test]
+    fn a_burst_is_reported_once_per_interval_with_its_count() {
+        let mut throttle = Throttle::new(Duration::from_secs(10));
+        let start = Instant::now();
+        assert_eq!(throttle.hit(start), Some(1));
+        for n in 1..1000 {
+            assert_eq!(throttle.hit(start + Duration::from_millis(n)), None);
+        }
+        assert_eq!(throttle.hit(start + Duration::from_secs(10)), Some(1000));
+        assert_eq!(throttle.hit(start + Duration::from_secs(11)), None);
+        assert_eq!(throttle.hit(start + Duration::from_secs(21)), Some(2));
     }
 }

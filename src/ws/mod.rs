@@ -52,7 +52,7 @@ pub struct Gateway {
     settings: Arc<Settings>,
     auth: Arc<Auth>,
     bus: Arc<Hub>,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Open connections per user on this node, for the per-user limit.
     per_user: DashMap<String, usize>,
     /// Connections on this node subscribed to a thread, per (thread, participant): presence.

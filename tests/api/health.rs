@@ -68,6 +68,7 @@ async fn metrics_count_requests_by_route_pattern() {
         "node_journal_commit_seconds",
         "node_actors_live",
         "node_bus_topics",
+        "node_offline_pushes_skipped_total",
     ] {
         assert!(text.contains(family), "missing {family}");
     }
