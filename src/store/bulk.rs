@@ -24,6 +24,7 @@ use actors::money::Currency;
 use actors::wallet::{FeedEntry, Transfer};
 use sqlx::QueryBuilder;
 
+use super::conversations::seq_i64;
 use super::journal::Tx;
 use super::notifications::NewNotification;
 use super::now_ms;
@@ -67,10 +68,6 @@ pub struct Staged<'a> {
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, sqlx::Error> {
     serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
-}
-
-fn seq_i64(seq: u64) -> i64 {
-    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 impl<'a> Staged<'a> {
@@ -189,7 +186,7 @@ impl<'a> Staged<'a> {
             .accounts
             .iter()
             .partition(|((kind, _, _), moves)| *kind == "user" && moves.delta < 0);
-        let mut versions: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+        let mut rows: Vec<(String, String, String, i64)> = Vec::with_capacity(self.accounts.len());
         on_tx!(tx, conn => {
             for chunk in debits.chunks(rows_per_statement(5)) {
                 let mut query = QueryBuilder::new(
@@ -208,13 +205,13 @@ impl<'a> Staged<'a> {
                      AND ledger_accounts.currency = v.column3 \
                      RETURNING ledger_accounts.owner_kind, ledger_accounts.owner_id, \
                      ledger_accounts.currency, ledger_accounts.version");
-                let rows: Vec<(String, String, String, i64)> =
+                let moved: Vec<(String, String, String, i64)> =
                     query.build_query_as().persistent(false).fetch_all(&mut *conn).await?;
-                if rows.len() != chunk.len() {
+                if moved.len() != chunk.len() {
                     // A debited account that does not exist: the wallet never saw it.
                     return Err(sqlx::Error::RowNotFound);
                 }
-                versions.extend(rows.into_iter().map(|(k, i, c, v)| ((k, i, c), v)));
+                rows.extend(moved);
             }
             for chunk in upserts.chunks(rows_per_statement(5)) {
                 let mut query = QueryBuilder::new(
@@ -233,17 +230,19 @@ impl<'a> Staged<'a> {
                      SET balance = ledger_accounts.balance + excluded.balance, \
                      version = ledger_accounts.version + excluded.version \
                      RETURNING owner_kind, owner_id, currency, version");
-                let rows: Vec<(String, String, String, i64)> =
+                let moved: Vec<(String, String, String, i64)> =
                     query.build_query_as().persistent(false).fetch_all(&mut *conn).await?;
-                versions.extend(rows.into_iter().map(|(k, i, c, v)| ((k, i, c), v)));
+                rows.extend(moved);
             }
         });
+        let versions: BTreeMap<(&str, &str, &str), i64> = rows
+            .iter()
+            .map(|(kind, id, currency, version)| {
+                ((kind.as_str(), id.as_str(), currency.as_str()), *version)
+            })
+            .collect();
         for (transfer, key @ (kind, id, currency), index) in &self.credits {
-            let last = versions.get(&(
-                (*kind).to_owned(),
-                (*id).to_owned(),
-                currency.code().to_owned(),
-            ));
+            let last = versions.get(&(*kind, *id, currency.code()));
             if let (Some(last), Some(moves)) = (last, self.accounts.get(key)) {
                 let _ = transfer
                     .credit_version

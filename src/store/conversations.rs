@@ -2,15 +2,16 @@
 //! batch, how a conversation is loaded, thread creation with its context claim, and the reads
 //! of the messaging API (threads, messages, thread events for resume, reports).
 
-use actors::conversation::{Change, Event, Message, Thread};
+use actors::conversation::{Change, Event, Thread};
 
+use super::bulk::Staged;
 use super::journal::Tx;
 use super::{now_ms, BeginWrite, Db, StoreError};
 use crate::{on_db, on_tx};
 
 pub use actors::conversation::context_key;
 
-fn seq_i64(seq: u64) -> i64 {
+pub(crate) fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
@@ -18,7 +19,8 @@ fn seq_i64(seq: u64) -> i64 {
 /// the sequenced push for resume.
 pub async fn persist(event: &Event, mut tx: Tx<'_>) -> Result<(), sqlx::Error> {
     match &event.change {
-        Change::Posted(message) => insert_message(message, tx.reborrow()).await?,
+        // Staged, and written by `Staged::flush` (see `ledger`'s `Persist::persist`).
+        Change::Posted(_) => return Ok(()),
         Change::Edited {
             message_id,
             changes,
@@ -129,53 +131,10 @@ pub async fn persist(event: &Event, mut tx: Tx<'_>) -> Result<(), sqlx::Error> {
             });
         }
     }
-    let push =
-        serde_json::to_string(&event.push()).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    on_tx!(tx, conn => {
-        sqlx::query(
-            "UPDATE message_threads SET last_seq = $2, message_count = $3, last_message_at = $4, \
-             updated_at = $5 WHERE id = $1")
-            .bind(&event.thread_id)
-            .bind(seq_i64(event.seq))
-            .bind(seq_i64(event.message_count))
-            .bind(event.last_message_at_ms)
-            .bind(event.at_ms)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(
-            "INSERT INTO thread_events (thread_id, seq, event, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&event.thread_id)
-            .bind(seq_i64(event.seq))
-            .bind(push)
-            .bind(event.at_ms)
-            .execute(&mut *conn)
-            .await?;
-    });
-    Ok(())
-}
-
-async fn insert_message(message: &Message, tx: Tx<'_>) -> Result<(), sqlx::Error> {
-    on_tx!(tx, conn => {
-        sqlx::query(
-            "INSERT INTO messages (id, thread_id, seq, sender_id, content, message_type, media_url, \
-             is_moderated, is_flagged, flagged_by, flag_reason, is_read, is_active, sent_at, \
-             record_version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, FALSE, TRUE, $12, 1, $12, $12)")
-            .bind(&message.id)
-            .bind(&message.thread_id)
-            .bind(seq_i64(message.seq))
-            .bind(&message.sender_id)
-            .bind(&message.content)
-            .bind(message.message_type.as_str())
-            .bind(&message.media_url)
-            .bind(message.is_moderated)
-            .bind(message.is_flagged)
-            .bind(&message.flagged_by)
-            .bind(&message.flag_reason)
-            .bind(message.sent_at_ms)
-            .execute(&mut *conn)
-            .await?;
-    });
+    // The thread's counters and the sequenced push, by the same writer as a posted message's.
+    let mut staged = Staged::default();
+    staged.thread_event(event)?;
+    staged.flush(tx).await?;
     Ok(())
 }
 

@@ -118,7 +118,7 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             .is_ok();
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(failed)?;
-            let mut stored: HashMap<(String, String), i64> = HashMap::new();
+            let mut rows: Vec<(String, String, i64)> = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(EPOCHS_PER_STATEMENT) {
                 let mut query = QueryBuilder::new(
                     "SELECT e.kind, e.actor_id, e.epoch FROM actor_epochs e JOIN (");
@@ -127,17 +127,21 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
                 });
                 query.push(") AS v ON e.kind = v.column1 AND e.actor_id = v.column2");
                 query.push(lock);
-                let rows: Vec<(String, String, i64)> = query
+                let read: Vec<(String, String, i64)> = query
                     .build_query_as()
                     .persistent(false)
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(failed)?;
-                stored.extend(rows.into_iter().map(|(kind, id, epoch)| ((kind, id), epoch)));
+                rows.extend(read);
             }
+            let stored: HashMap<(&str, &str), i64> = rows
+                .iter()
+                .map(|(kind, id, epoch)| ((kind.as_str(), id.as_str()), *epoch))
+                .collect();
             let mut fenced = Vec::new();
-            for ((kind, id), (epoch, incarnations)) in &epochs {
-                if stored.get(&((*kind).to_owned(), (*id).to_owned())) != Some(epoch) {
+            for (actor, (epoch, incarnations)) in &epochs {
+                if stored.get(actor) != Some(epoch) {
                     fenced.extend(incarnations.iter().copied());
                 }
             }

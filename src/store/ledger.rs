@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use actors::money::{Currency, Money};
 use actors::wallet::{
-    Account, Event, FeedEntry, Hold, Owner, PaymentRequest, PinPolicy, PinState, RequestStatus,
-    Transfer, Wallet,
+    Account, Event, Hold, Owner, PaymentRequest, PinPolicy, PinState, RequestStatus, Transfer,
+    Wallet,
 };
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -23,6 +23,11 @@ const REQUESTS_LOADED_MAX: i64 = 10_000;
 impl Persist for actors::DomainEvent {
     fn persist<'a>(&'a self, mut tx: Tx<'a>) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         async move {
+            // The staged kinds have one writer, the multi-row one, even for a single event.
+            let mut staged = Staged::default();
+            if self.stage(&mut staged)? {
+                return staged.flush(tx).await;
+            }
             match self {
                 actors::DomainEvent::Wallet(event) => persist_wallet(event, tx.reborrow()).await?,
                 actors::DomainEvent::Conversation(event) => {
@@ -103,7 +108,8 @@ async fn persist_wallet(event: &Event, tx: Tx<'_>) -> Result<(), sqlx::Error> {
             });
             Ok(())
         }
-        Event::Feed(entry) => append_feed(entry, tx).await,
+        // Staged, and written by `Staged::flush` (see `persist`).
+        Event::Feed(_) => Ok(()),
     }
 }
 
@@ -265,28 +271,6 @@ async fn open_request(request: &PaymentRequest, tx: Tx<'_>) -> Result<(), sqlx::
         .execute(&mut *conn)
         .await?;
     });
-    Ok(())
-}
-
-async fn append_feed(entry: &FeedEntry, mut tx: Tx<'_>) -> Result<(), sqlx::Error> {
-    let seq: i64 = on_tx!(reborrow(&mut tx), conn => sqlx::query_scalar(
-        "UPDATE users SET feed_seq = feed_seq + 1 WHERE id = $1 RETURNING feed_seq")
-        .bind(&entry.user_id)
-        .fetch_one(&mut *conn)
-        .await?);
-    let event =
-        serde_json::to_string(&entry.event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    on_tx!(tx, conn => {
-        sqlx::query(
-        "INSERT INTO user_feed (user_id, seq, event, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(&entry.user_id)
-        .bind(seq)
-        .bind(event)
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await?;
-    });
-    let _ = entry.seq.set(u64::try_from(seq).unwrap_or_default());
     Ok(())
 }
 
