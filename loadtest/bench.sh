@@ -10,6 +10,7 @@
 #   BENCH_BACKENDS=sqlite BENCH_RUNS=1 bash loadtest/bench.sh
 #   BENCH_SOCKETIO=0 bash loadtest/bench.sh      # without the Socket.IO reference
 #   BENCH_SCENARIOS="bookings fanout" bash loadtest/bench.sh   # some scenarios (and their references)
+#   BENCH_BASELINE_BIN=/path/to/old/node bash loadtest/bench.sh  # old against new, alternating
 #
 # Needs PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH for the postgres runs and the
 # Socket.IO reference (as .ci/run has them), and node + npm for the latter (`npm ci` from the
@@ -49,6 +50,9 @@ BOOK_ARGS=(--listings "${BOOK_LISTINGS:-5}" --guests "${BOOK_GUESTS:-64}" --atte
 echo "=== building (release)"
 cargo build --release -p node -p loadtest
 NODE_BIN="$TARGET_DIR/release/node"
+# An older build to compare with: each node run is then preceded by the same run against it,
+# labelled BACKEND-base…, so the two alternate on the same machine within minutes.
+BASELINE_BIN="${BENCH_BASELINE_BIN:-}"
 LOADTEST_BIN="$TARGET_DIR/release/loadtest"
 mkdir -p "$REPORT_DIR"
 # Idle connections need file descriptors on both ends: as many as the hard limit allows (the
@@ -146,10 +150,10 @@ bench_sio() {
   stop_sio
 }
 
-# bench BACKEND RUN SCENARIO [ARGS…]: one scenario against its own fresh node (labelled
+# bench_one BACKEND RUN SCENARIO [ARGS…]: one scenario against its own fresh node (labelled
 # BACKEND$TAG-RUN).
 TAG=""
-bench() {
+bench_one() {
   local backend=$1 run=$2 scenario=$3; shift 3
   start_node "$backend"
   [ "$scenario" = connections ] && set -- "$@" --node-pid "$NODE_PID"
@@ -159,6 +163,14 @@ bench() {
     failed+=("$scenario $backend$TAG-$run")
   fi
   stop_node
+}
+
+# bench BACKEND RUN SCENARIO [ARGS…]: bench_one, after the same run on the baseline if any.
+bench() {
+  if [ -n "$BASELINE_BIN" ]; then
+    NODE_BIN="$BASELINE_BIN" TAG="-base$TAG" bench_one "$@"
+  fi
+  bench_one "$@"
 }
 
 for run in $(seq 1 "$RUNS"); do

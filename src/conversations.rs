@@ -8,11 +8,13 @@ use actors::registry::{ArbiterPool, Loaded, Loader, Registry, RegistrySettings, 
 use actors::{ActorError, DomainEvent, IdempotencyKey, Request};
 use async_trait::async_trait;
 
-use crate::store::{conversations, idempotency, journal, Db};
+use crate::store::idempotency::ReplyLookups;
+use crate::store::{conversations, journal, Db};
 
 /// Loads conversations from the store.
 struct ConversationLoader {
     db: Db,
+    replies: ReplyLookups,
 }
 
 #[async_trait]
@@ -38,9 +40,7 @@ impl Loader<Conversation> for ConversationLoader {
         id: &String,
         key: &IdempotencyKey,
     ) -> Result<Option<StoredReply>, String> {
-        idempotency::stored_reply(&self.db, "conversation", id, key.as_str())
-            .await
-            .map_err(|e| e.to_string())
+        self.replies.get(id, key.as_str()).await
     }
 }
 
@@ -56,7 +56,8 @@ impl Conversations {
         journal: actors::journal::JournalHandle<DomainEvent>,
         settings: RegistrySettings,
     ) -> Arc<Self> {
-        let loader = Arc::new(ConversationLoader { db });
+        let replies = ReplyLookups::start(db.clone(), "conversation");
+        let loader = Arc::new(ConversationLoader { db, replies });
         Arc::new(Conversations {
             registry: Registry::new(pool, loader, journal, settings),
         })

@@ -13,12 +13,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::password::{HashError, SecretHasher};
-use crate::store::{idempotency, journal, ledger, Db, StoreError};
+use crate::store::idempotency::ReplyLookups;
+use crate::store::{journal, ledger, Db, StoreError};
 
 /// Loads wallets from the store.
 struct WalletLoader {
     db: Db,
     policy: PinPolicy,
+    replies: ReplyLookups,
 }
 
 #[async_trait]
@@ -40,9 +42,7 @@ impl Loader<Wallet> for WalletLoader {
         id: &String,
         key: &IdempotencyKey,
     ) -> Result<Option<StoredReply>, String> {
-        idempotency::stored_reply(&self.db, "wallet", id, key.as_str())
-            .await
-            .map_err(|e| e.to_string())
+        self.replies.get(id, key.as_str()).await
     }
 }
 
@@ -76,6 +76,7 @@ impl Wallets {
         let loader = Arc::new(WalletLoader {
             db: db.clone(),
             policy,
+            replies: ReplyLookups::start(db.clone(), "wallet"),
         });
         Arc::new(Wallets {
             registry: Registry::new(pool, loader, journal, settings),
