@@ -16,21 +16,64 @@
 //!   subscribers are lost; clients recover them by sequence number (resume), which is why
 //!   durable pushes carry `seq`.
 //! - **One decode per node.** A push is decoded once per node and the same `Arc` is handed to
-//!   every local subscriber.
+//!   every local subscriber; its frame is encoded once per codec ([`Delivered::frame`]).
 
 mod redis;
 mod registry;
 
 use std::fmt;
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
-use protocol::Push;
+use bytes::Bytes;
+use protocol::{Codec, Push, ServerFrame};
 
 use self::redis::RedisTransport;
 use self::registry::Registry;
 
 /// What a subscriber receives: one allocation shared by every local subscriber of the topic.
-pub type Delivery = Arc<Push>;
+pub type Delivery = Arc<Delivered>;
+
+/// A push as delivered, with its WebSocket frame encoded at most once per codec: a message to
+/// a thread whose participants have a dozen devices connected here is encoded once, not a dozen
+/// times, and each device's connection sends the same bytes.
+#[derive(Debug)]
+pub struct Delivered {
+    push: Push,
+    /// The `event` frame of the push, by codec ([`codec_slot`]).
+    frames: [OnceLock<Bytes>; 2],
+}
+
+impl Delivered {
+    pub fn new(push: Push) -> Self {
+        Delivered {
+            push,
+            frames: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// The push's `event` frame in `codec`, encoded by the first caller for that codec.
+    pub fn frame(&self, codec: Codec) -> Bytes {
+        self.frames[codec_slot(codec)]
+            .get_or_init(|| Bytes::from(codec.encode(&ServerFrame::Event(self.push.clone()))))
+            .clone()
+    }
+}
+
+fn codec_slot(codec: Codec) -> usize {
+    match codec {
+        Codec::Json => 0,
+        Codec::MsgPack => 1,
+    }
+}
+
+impl Deref for Delivered {
+    type Target = Push;
+
+    fn deref(&self) -> &Push {
+        &self.push
+    }
+}
 
 /// The longest topic name accepted, in bytes. Topics name Redis channels and map keys; a bound
 /// keeps a client-chosen name from costing more than it should.
@@ -170,7 +213,7 @@ impl Hub {
         match &self.transport {
             Transport::InProcess => {
                 // Topics emptied by refusing subscribers need no transport cleanup here.
-                self.registry.deliver(&Arc::new(push));
+                self.registry.deliver(&Arc::new(Delivered::new(push)));
                 Ok(())
             }
             Transport::Redis(redis) => redis.publish(&self.node_id, push).await,
@@ -187,7 +230,7 @@ impl Hub {
         match &self.transport {
             Transport::InProcess => {
                 for push in pushes {
-                    self.registry.deliver(&Arc::new(push));
+                    self.registry.deliver(&Arc::new(Delivered::new(push)));
                 }
                 Ok(())
             }
@@ -234,5 +277,40 @@ impl fmt::Debug for Hub {
             .field("topics", &topics)
             .field("subscriptions", &subscriptions)
             .finish()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use protocol::Event;
+
+    use super::*;
+
+    #[test]
+    fn a_delivery_is_encoded_once_per_codec_as_its_event_frame() {
+        let push = Push {
+            topic: "user:1".to_owned(),
+            seq: Some(7),
+            event: Event::SessionRevoked {
+                session_id: "s".to_owned(),
+            },
+        };
+        let delivered = Delivered::new(push.clone());
+        for codec in [Codec::Json, Codec::MsgPack] {
+            let first = delivered.frame(codec);
+            let again = delivered.frame(codec);
+            assert_eq!(
+                first.as_ptr(),
+                again.as_ptr(),
+                "{codec:?} was encoded twice"
+            );
+            let frame: ServerFrame = codec.decode(&first).expect("the frame decodes");
+            assert_eq!(frame, ServerFrame::Event(push.clone()));
+        }
+        assert_ne!(
+            delivered.frame(Codec::Json),
+            delivered.frame(Codec::MsgPack)
+        );
     }
 }

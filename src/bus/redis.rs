@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::Instrument;
 
 use super::registry::Registry;
-use super::{BusError, Delivery};
+use super::{BusError, Delivered, Delivery};
 
 /// Prefix of the Redis channel that carries a topic.
 const CHANNEL_PREFIX: &str = "node:topic:";
@@ -277,7 +277,7 @@ impl Reader {
             tracing::warn!(channel, topic = %envelope.push.topic, "dropping a bus message whose topic does not match its channel");
             return;
         }
-        let push: Delivery = Arc::new(envelope.push);
+        let push: Delivery = Arc::new(Delivered::new(envelope.push));
         let outcome = self.registry.deliver(&push);
         if outcome.offered == 0 {
             self.hint_stale(push.topic.clone());

@@ -25,6 +25,7 @@ use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
 use bytes::Bytes;
+use bytestring::ByteString;
 use protocol::{
     close, AuthFrame, ClientFrame, Codec, ErrorCode, Event, Hello, Push, ServerFrame, TopicResume,
 };
@@ -102,9 +103,10 @@ impl Subscriber for Sink {
 }
 
 /// Send one frame through the session, giving up if the client turned out slow.
-async fn send(session: &mut Session, codec: Codec, bytes: Vec<u8>) -> bool {
+async fn send(session: &mut Session, codec: Codec, bytes: impl Into<Bytes>) -> bool {
+    let bytes = bytes.into();
     if codec.is_text() {
-        match String::from_utf8(bytes) {
+        match ByteString::try_from(bytes) {
             Ok(text) => session.text(text).await.is_ok(),
             Err(_) => false,
         }
@@ -251,11 +253,10 @@ async fn write_loop(writer: Writer, opening: Opening) {
                         return true;
                     }
                     for push in released {
-                        if sent.is_fresh(&push) {
-                            let frame = ServerFrame::Event((*push).clone());
-                            if !send(&mut session, codec, codec.encode(&frame)).await {
-                                return false;
-                            }
+                        if sent.is_fresh(&push)
+                            && !send(&mut session, codec, push.frame(codec)).await
+                        {
+                            return false;
                         }
                     }
                     true
@@ -267,8 +268,7 @@ async fn write_loop(writer: Writer, opening: Opening) {
                     }
                     let revoked = matches!(&push.event,
                         Event::SessionRevoked { session_id: s } if *s == session_id);
-                    let frame = ServerFrame::Event((*push).clone());
-                    let sent = send(&mut session, codec, codec.encode(&frame)).await;
+                    let sent = send(&mut session, codec, push.frame(codec)).await;
                     if revoked {
                         close_with = Some((close::UNAUTHORIZED, "session revoked"));
                         return false;
