@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use actors::conversation::{Command, Conversation, Reply};
+use actors::conversation::{Command, Conversation, Refusal, Reply};
 use actors::registry::{ArbiterPool, Loaded, Loader, Registry, RegistrySettings, StoredReply};
 use actors::{ActorError, DomainEvent, IdempotencyKey, Request};
 use async_trait::async_trait;
@@ -145,7 +145,6 @@ pub async fn visible_message(
 }
 
 fn refused(refusal: actors::conversation::Refusal) -> MsgError {
-    use actors::conversation::Refusal;
     match refusal {
         Refusal::NotFound => MsgError::NotFound("thread"),
         Refusal::NotParticipant => {
@@ -180,11 +179,17 @@ impl Conversations {
         draft: actors::conversation::Draft,
         key: Option<&IdempotencyKey>,
     ) -> Result<actors::conversation::Message, MsgError> {
-        let thread = visible_thread(db, caller, thread_id).await?;
-        if !thread.is_participant(caller.user_id) {
-            return Err(MsgError::Forbidden(
-                "only the thread's guest and host may post to it",
-            ));
+        const NOT_A_PARTICIPANT: &str = "only the thread's guest and host may post to it";
+        // Posting is messaging's hot path. A live conversation holds its thread and refuses a
+        // caller who is not a participant itself; reading the thread from the store first was
+        // a fifth of the node's CPU in the fanout profile (BENCHMARKS.md section 4). A thread
+        // whose actor is not live is read first, so that an id nobody may see never activates
+        // an actor (or raises an epoch in the store).
+        if !self.registry.is_live(thread_id) {
+            let thread = visible_thread(db, caller, thread_id).await?;
+            if !thread.is_participant(caller.user_id) {
+                return Err(MsgError::Forbidden(NOT_A_PARTICIPANT));
+            }
         }
         let key = match key {
             Some(key) => Some(namespaced(caller.user_id, thread_id, key, &draft)?),
@@ -192,6 +197,11 @@ impl Conversations {
         };
         match self.ask(thread_id, Command::Post(draft), key).await? {
             Reply::Posted(message) => Ok(message),
+            // As `visible_thread` answers: a thread is not shown to whoever may not see it.
+            Reply::Refused(Refusal::NotParticipant) if !caller.admin => {
+                Err(MsgError::NotFound("thread"))
+            }
+            Reply::Refused(Refusal::NotParticipant) => Err(MsgError::Forbidden(NOT_A_PARTICIPANT)),
             Reply::Refused(refusal) => Err(refused(refusal)),
             other => Err(MsgError::Actor(ActorError::Unavailable(format!(
                 "unexpected conversation reply {other:?}"

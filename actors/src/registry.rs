@@ -246,6 +246,16 @@ where
         Err(ActorError::Unavailable("entity kept restarting".into()))
     }
 
+    /// Whether the entity has an actor right now (it may stop a moment later: a command sent
+    /// after this activates it again).
+    pub fn is_live<Q>(&self, id: &Q) -> bool
+    where
+        A::Id: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.inner.actors.contains_key(id)
+    }
+
     /// Apply a committed effect to the entity's actor if it is live. An actor that is not live
     /// needs nothing: it loads the effect from the store when it activates. Effects bypass the
     /// mailbox bound (they are already durable and must not be lost to a full mailbox).

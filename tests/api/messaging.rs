@@ -283,10 +283,26 @@ async fn only_participants_read_and_post_and_only_admins_see_all() {
         let (status, _) = send(&node, reqwest::Method::GET, &path, &admin.token, None).await;
         assert_eq!(status, 200, "{path}: admins read every thread");
     }
+    // The thread's conversation is live (the guest just posted): it refuses them itself, with
+    // the same answers as the store would give.
     let (status, _) = post(&node, &outsider, &thread_id, "let me in").await;
     assert_eq!(status, 404);
     let (status, _) = post(&node, &admin, &thread_id, "admins do not post").await;
     assert_eq!(status, 403);
+    // A thread id nobody has is not found, and wakes no conversation for it.
+    let conversations_activated = |metrics: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("node_actor_activations{kind=\"conversation\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .expect("conversation activations in /metrics")
+    };
+    let before = conversations_activated(&node.metrics().await);
+    for user in [&guest, &outsider, &admin] {
+        let (status, body) = post(&node, user, "no-such-thread", "anyone there?").await;
+        assert_eq!(status, 404, "{body}");
+    }
+    assert_eq!(conversations_activated(&node.metrics().await), before);
     let (_, list) = send(
         &node,
         reqwest::Method::GET,
