@@ -226,40 +226,45 @@ async fn write_loop(writer: Writer, opening: Opening) {
         let sending = async {
             match item {
                 Outbound::Frame(frame) => send(&mut session, codec, codec.encode(&frame)).await,
+                // Boxed: a replay is rare, and its state would otherwise be part of every
+                // connection's writer for its whole life.
                 Outbound::Replay(replay) => {
-                    let Replay {
-                        topic,
-                        frames,
-                        last,
-                        keep,
-                    } = *replay;
-                    let released = held.remove(&topic).unwrap_or_default();
-                    let already = sent.last_seq.get(&topic).copied();
-                    for frame in frames {
-                        if let ServerFrame::Event(push) = &frame {
-                            if push.seq.zip(already).is_some_and(|(seq, last)| seq <= last) {
-                                continue;
+                    Box::pin(async {
+                        let Replay {
+                            topic,
+                            frames,
+                            last,
+                            keep,
+                        } = *replay;
+                        let released = held.remove(&topic).unwrap_or_default();
+                        let already = sent.last_seq.get(&topic).copied();
+                        for frame in frames {
+                            if let ServerFrame::Event(push) = &frame {
+                                if push.seq.zip(already).is_some_and(|(seq, last)| seq <= last) {
+                                    continue;
+                                }
+                            }
+                            if !send(&mut session, codec, codec.encode(&frame)).await {
+                                return false;
                             }
                         }
-                        if !send(&mut session, codec, codec.encode(&frame)).await {
-                            return false;
+                        if let Some(last) = last {
+                            let entry = sent.last_seq.entry(topic).or_insert(last);
+                            *entry = (*entry).max(last);
                         }
-                    }
-                    if let Some(last) = last {
-                        let entry = sent.last_seq.entry(topic).or_insert(last);
-                        *entry = (*entry).max(last);
-                    }
-                    if !keep {
-                        return true;
-                    }
-                    for push in released {
-                        if sent.is_fresh(&push)
-                            && !send(&mut session, codec, push.frame(codec)).await
-                        {
-                            return false;
+                        if !keep {
+                            return true;
                         }
-                    }
-                    true
+                        for push in released {
+                            if sent.is_fresh(&push)
+                                && !send(&mut session, codec, push.frame(codec)).await
+                            {
+                                return false;
+                            }
+                        }
+                        true
+                    })
+                    .await
                 }
                 Outbound::Hold(_) => true,
                 Outbound::Push(push) => {
@@ -300,10 +305,8 @@ async fn write_loop(writer: Writer, opening: Opening) {
         }
         gateway.metrics.ws_frames_out.inc();
     }
-    match close_with {
-        Some((code, reason)) => close_session(session, &gateway, code, reason).await,
-        None => close_session(session, &gateway, close::NORMAL, "closed").await,
-    }
+    let (code, reason) = close_with.unwrap_or((close::NORMAL, "closed"));
+    Box::pin(close_session(session, &gateway, code, reason)).await;
     done.cancel();
 }
 
@@ -501,19 +504,26 @@ pub(super) async fn run(
     let mut session = Some(session);
     let (identity, since) = match identity {
         Some(identity) => (identity, since),
-        None => match authenticate_by_frame(&gateway, &mut session, &mut stream, codec).await {
+        None => match Box::pin(authenticate_by_frame(
+            &gateway,
+            &mut session,
+            &mut stream,
+            codec,
+        ))
+        .await
+        {
             Some((identity, from_frame)) => (identity, from_frame.or(since)),
             None => return,
         },
     };
     let Some(session) = session else { return };
     let Some(_admission) = gateway.admit(&identity.user.id) else {
-        close_session(
+        Box::pin(close_session(
             session,
             &gateway,
             close::TOO_MANY_CONNECTIONS,
             "too many connections for this user",
-        )
+        ))
         .await;
         return;
     };
@@ -530,32 +540,35 @@ pub(super) async fn run(
     // Subscribe before anything is read or said, so that nothing published after `hello`
     // can be missed, and nothing committed after the resume's read below either.
     let own_topic = user_topic(&user_id);
-    if let Err(error) = gateway
-        .bus
-        .subscribe(&own_topic, subscriber, sink.clone())
-        .await
+    if let Err(error) = Box::pin(gateway.bus.subscribe(&own_topic, subscriber, sink.clone())).await
     {
         tracing::error!(%error, "could not subscribe a connection to its user topic");
-        close_session(
+        Box::pin(close_session(
             session,
             &gateway,
             close::INTERNAL_ERROR,
             "subscription failed",
-        )
+        ))
         .await;
         return;
     }
     let resumed = match since {
         None => None,
-        Some(since) => match resume(&state.db, &user_id, since, settings.ws_resume_max).await {
-            Ok(resumed) => Some(resumed),
-            Err(error) => {
-                tracing::error!(%error, "could not read the user feed to resume a connection");
-                gateway.bus.unsubscribe_all(subscriber).await;
-                close_session(session, &gateway, close::INTERNAL_ERROR, "resume failed").await;
-                return;
+        Some(since) => {
+            match Box::pin(resume(&state.db, &user_id, since, settings.ws_resume_max)).await {
+                Ok(resumed) => Some(resumed),
+                Err(error) => {
+                    tracing::error!(%error, "could not read the user feed to resume a connection");
+                    Box::pin(async {
+                        gateway.bus.unsubscribe_all(subscriber).await;
+                        close_session(session, &gateway, close::INTERNAL_ERROR, "resume failed")
+                            .await;
+                    })
+                    .await;
+                    return;
+                }
             }
-        },
+        }
     };
     let mut opening = Opening {
         frames: Vec::with_capacity(1 + resumed.as_ref().map_or(0, |r| r.events.len())),
@@ -586,11 +599,15 @@ pub(super) async fn run(
             .insert(own_topic.clone(), resumed.last);
     }
     tracing::debug!(user_id = %user_id, resume = since.is_some(), "websocket connected");
+    // Only these two are needed from here on: the rest of the identity is freed now rather
+    // than held for the connection's life.
+    let (session_id, admin) = (identity.session.id.clone(), identity.role().is_admin());
+    drop(identity);
     let writer = Writer {
         session,
         rx,
         codec,
-        session_id: identity.session.id.clone(),
+        session_id,
         gateway: Arc::clone(&gateway),
         slow: slow.clone(),
         done: done.clone(),
@@ -602,7 +619,7 @@ pub(super) async fn run(
         tx,
         slow,
         codec,
-        admin: identity.role().is_admin(),
+        admin,
         user_id,
         subscriber,
         sink,
@@ -612,10 +629,16 @@ pub(super) async fn run(
         typed: HashMap::new(),
     };
     reader.run(&mut stream, &done).await;
-    gateway.bus.unsubscribe_all(subscriber).await;
-    reader.leave_threads().await;
-    drop(reader);
-    let _ = writer.await;
+    // Boxed, like every other await here but the reader's loop: the state of a future is kept
+    // for the connection's whole life, idle or not, so what runs only at the start and at the
+    // end is on the heap only while it runs (BENCHMARKS.md section 4, memory).
+    Box::pin(async move {
+        gateway.bus.unsubscribe_all(subscriber).await;
+        reader.leave_threads().await;
+        drop(reader);
+        let _ = writer.await;
+    })
+    .await;
 }
 
 struct Reader {
@@ -684,7 +707,9 @@ impl Reader {
                 }
                 message = stream.recv() => {
                     idle.as_mut().reset(Instant::now() + idle_timeout);
-                    if !self.on_message(message).await {
+                    // Boxed: an idle connection's task then holds only this loop, not the
+                    // state of the longest op (a resume's store reads), for its whole life.
+                    if !Box::pin(self.on_message(message)).await {
                         return;
                     }
                     // A long op (subscribing to every thread) is not the client's silence.
