@@ -27,6 +27,8 @@ pub struct Metrics {
     pub bus_topics: IntGauge,
     pub bus_subscriptions: IntGauge,
     pub offline_pushes_skipped: IntCounter,
+    /// Payee id lookups answered from the cache, and not, since start.
+    pub payee_cache: IntGaugeVec,
 }
 
 fn built<T>(result: prometheus::Result<T>) -> T {
@@ -114,6 +116,17 @@ impl Metrics {
              (the notifications stay stored)",
         ));
         register(Box::new(offline_pushes_skipped.clone()));
+        let payee_cache = built(IntGaugeVec::new(
+            Opts::new(
+                "payee_cache_lookups",
+                "Evergreen user ids resolved since start, by whether the cache answered",
+            ),
+            &["result"],
+        ));
+        register(Box::new(payee_cache.clone()));
+        for result in ["hit", "miss"] {
+            payee_cache.with_label_values(&[result]);
+        }
         register(Box::new(http_requests.clone()));
         register(Box::new(http_latency.clone()));
         register(Box::new(ws_connections.clone()));
@@ -157,6 +170,7 @@ impl Metrics {
             bus_topics,
             bus_subscriptions,
             offline_pushes_skipped,
+            payee_cache,
         }
     }
 

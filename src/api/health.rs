@@ -103,6 +103,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         );
         set(&state.metrics.actor_busy, kind, stats.busy.load(relaxed));
     }
+    set(&state.metrics.payee_cache, "hit", state.user_ids.hits());
+    set(&state.metrics.payee_cache, "miss", state.user_ids.misses());
     let (topics, subscriptions) = state.bus.stats();
     state.metrics.bus_topics.set(topics as i64);
     state.metrics.bus_subscriptions.set(subscriptions as i64);

@@ -69,6 +69,7 @@ async fn metrics_count_requests_by_route_pattern() {
         "node_actors_live",
         "node_bus_topics",
         "node_offline_pushes_skipped_total",
+        "node_payee_cache_lookups",
     ] {
         assert!(text.contains(family), "missing {family}");
     }

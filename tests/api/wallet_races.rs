@@ -1539,3 +1539,75 @@ async fn wallets_activating_while_others_commit_fail_no_command() {
     ledger.close().await;
     assert_ledger_balances(&node).await;
 }
+
+/// `node_payee_cache_lookups{result=…}` from the metrics text.
+fn payee_lookups(metrics: &str, result: &str) -> u64 {
+    let prefix = format!("node_payee_cache_lookups{{result=\"{result}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+}
+
+#[actix_web::test]
+async fn a_payee_paid_again_is_resolved_from_the_cache_and_an_unknown_one_never_is() {
+    let node = spawn_node().await;
+    let evg = Evg::new(&node);
+    let payor = evg.register().await;
+    let payee = evg.register().await;
+    evg.deposit_ok(&payor, "10").await;
+    let counts = |metrics: String| {
+        (
+            payee_lookups(&metrics, "hit"),
+            payee_lookups(&metrics, "miss"),
+        )
+    };
+
+    let (hits, misses) = counts(node.metrics().await);
+    let first = evg.pay(&payor, &payee.evg_id, "1", &rid("first")).await;
+    assert_eq!(first.outcome(), "success", "{first:?}");
+    let (hits_1, misses_1) = counts(node.metrics().await);
+    assert!(
+        misses_1 > misses,
+        "the first payment looks its payee up in the store"
+    );
+    assert_eq!(
+        hits_1, hits,
+        "the first payment's payee cannot be cached yet"
+    );
+
+    // The same payee again: answered from the cache, the store is not asked.
+    let again = evg.pay(&payor, &payee.evg_id, "2", &rid("again")).await;
+    assert_eq!(again.outcome(), "success", "{again:?}");
+    let (hits_2, misses_2) = counts(node.metrics().await);
+    assert!(
+        hits_2 > hits_1,
+        "the second payment's payee came from the cache"
+    );
+    assert_eq!(
+        misses_2, misses_1,
+        "the second payment asked the store again"
+    );
+
+    // An id nobody has is looked up every time: a miss is not remembered, since the id may
+    // be registered a moment later.
+    let stranger = format!("qr:{}", unique());
+    for attempt in 0..2 {
+        let refused = evg
+            .pay(&payor, &stranger, "1", &rid(&format!("nobody-{attempt}")))
+            .await;
+        assert_ne!(refused.body["status"], "success", "{refused:?}");
+    }
+    let (hits_3, misses_3) = counts(node.metrics().await);
+    assert_eq!(
+        hits_3, hits_2,
+        "an unknown payee was answered from the cache"
+    );
+    assert!(
+        misses_3 >= misses_2 + 2,
+        "each unknown payee asked the store"
+    );
+
+    assert_eq!(evg.balance(&payor).await, 7);
+    assert_eq!(evg.balance(&payee).await, 3);
+}
