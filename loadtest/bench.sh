@@ -65,8 +65,8 @@ if [ "$SOCKETIO" != 0 ]; then
 fi
 
 TMP="$(mktemp -d)"
-NODE_PID=""
-NODE_DB=""
+# shellcheck source=loadtest/node.sh
+. loadtest/node.sh
 SIO_PID=""
 stop_sio() {
   if [ -n "$SIO_PID" ] && kill -0 "$SIO_PID" 2>/dev/null; then
@@ -76,48 +76,8 @@ stop_sio() {
   fi
   SIO_PID=""
 }
-stop_node() {
-  if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
-    kill "$NODE_PID" 2>/dev/null || true
-    for _ in $(seq 1 80); do kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.25; done
-    kill -9 "$NODE_PID" 2>/dev/null || true
-  fi
-  NODE_PID=""
-  if [ -n "$NODE_DB" ]; then
-    psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $NODE_DB" >/dev/null 2>&1 || true
-    NODE_DB=""
-  fi
-}
 cleanup() { stop_sio; stop_node; rm -rf "$TMP"; }
 trap cleanup EXIT
-
-# start_node BACKEND: a fresh release node on a free port; sets NODE_PID and URL.
-start_node() {
-  local backend=$1 dir
-  dir="$(mktemp -d "$TMP/node.XXXX")"
-  local db_env=(DATABASE_URL="sqlite://$dir/node.db")
-  local redis_env=()
-  if [ "$backend" = postgres ]; then
-    NODE_DB="bench_$(date +%s%N)"
-    psql "$PG_URL" -qc "CREATE DATABASE $NODE_DB" >/dev/null
-    db_env=(DATABASE_URL="${PG_URL%/*}/$NODE_DB")
-    redis_env=(REDIS_URL="$REDIS_URL_BENCH")
-  fi
-  # Cheap password hashing: setup registers hundreds of users; hashing is not what is measured.
-  env -u REDIS_URL "${db_env[@]}" "${redis_env[@]}" NODE_DATA_DIR="$dir" NODE_LISTEN=127.0.0.1:0 \
-    LOG_FORMAT=json RUST_LOG=warn,node::startup=info ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 \
-    "$NODE_BIN" >"$dir/node.log" 2>&1 &
-  NODE_PID=$!
-  local port=""
-  for _ in $(seq 1 120); do
-    port="$(grep -m1 '"message":"listening"' "$dir/node.log" 2>/dev/null | grep -o '"port":[0-9]*' | cut -d: -f2 || true)"
-    [ -n "$port" ] && break
-    kill -0 "$NODE_PID" 2>/dev/null || break
-    sleep 0.5
-  done
-  [ -n "$port" ] || { echo "FATAL: the node did not start:" >&2; cat "$dir/node.log" >&2; exit 1; }
-  URL="http://127.0.0.1:$port"
-}
 
 # start_sio: a fresh Socket.IO reference server on a free port; sets SIO_PID and SIO_URL.
 start_sio() {
@@ -125,15 +85,7 @@ start_sio() {
   log="$(mktemp "$TMP/sio.XXXX")"
   PORT=0 REDIS_URL="$REDIS_URL_BENCH" node "$SIO_DIR/server.js" >"$log" 2>&1 &
   SIO_PID=$!
-  local port=""
-  for _ in $(seq 1 120); do
-    port="$(grep -m1 '"message":"listening"' "$log" 2>/dev/null | grep -o '"port":[0-9]*' | cut -d: -f2 || true)"
-    [ -n "$port" ] && break
-    kill -0 "$SIO_PID" 2>/dev/null || break
-    sleep 0.5
-  done
-  [ -n "$port" ] || { echo "FATAL: the Socket.IO reference did not start:" >&2; cat "$log" >&2; exit 1; }
-  SIO_URL="http://127.0.0.1:$port"
+  SIO_URL="http://127.0.0.1:$(listening_port "$log" "$SIO_PID" "the Socket.IO reference")"
 }
 
 failed=()

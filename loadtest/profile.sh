@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The profiles behind BENCHMARKS.md section 4, against a fresh release node on PostgreSQL +
+# Redis started as bench.sh starts it.
+#
+#   bash loadtest/profile.sh cpu DELAY SECS SCENARIO [ARGS…]
+#       perf call graphs of the node for SECS seconds, DELAY seconds into the scenario (after
+#       its setup); prints the node's CPU by part (loadtest/tools/perf_parts.py). Example:
+#       bash loadtest/profile.sh cpu 4 5 payments --users 200 --payments-per-user 400 --hot 3 --hot-share 0.2 --in-flight 8
+#   bash loadtest/profile.sh heap [N_SMALL N_LARGE]
+#       the node under valgrind's DHAT twice, holding N_SMALL then N_LARGE idle connections
+#       (default 200 and 1200); prints the heap one idle connection holds, by allocation site
+#       (loadtest/tools/dhat_per_connection.py).
+#
+# Needs perf (cpu) or valgrind (heap), PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH.
+# Output: $PROFILE_DIR (default target/loadtest/profile): perf.data, the DHAT profiles, the
+# load generator's reports. Each node gets its own database, dropped afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+OUT="${PROFILE_DIR:-$TARGET_DIR/loadtest/profile}"
+PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+REDIS_URL_BENCH="${REDIS_URL_BENCH:-redis://127.0.0.1:6379}"
+mode="${1:-}"
+[ -n "$mode" ] && shift
+
+cargo build --release -p node -p loadtest
+NODE_BIN="$TARGET_DIR/release/node"
+LOADTEST_BIN="$TARGET_DIR/release/loadtest"
+mkdir -p "$OUT"
+TMP="$(mktemp -d)"
+# Under valgrind the node takes a while to stop and write its profile.
+NODE_STOP_TICKS=480
+# shellcheck source=loadtest/node.sh
+. loadtest/node.sh
+cleanup() { stop_node; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+case "$mode" in
+  cpu)
+    [ $# -ge 3 ] || { echo "usage: $0 cpu DELAY SECS SCENARIO [ARGS…]" >&2; exit 2; }
+    delay=$1 secs=$2; shift 2
+    start_node postgres
+    "$LOADTEST_BIN" --url "$URL" --codec msgpack --report-dir "$OUT" --label profile \
+      --setup-concurrency 32 "$@" &
+    load=$!
+    sleep "$delay"
+    perf record -F 199 --call-graph dwarf -o "$OUT/perf.data" -p "$NODE_PID" -- sleep "$secs"
+    wait "$load"
+    stop_node
+    perf script -i "$OUT/perf.data" 2>/dev/null | python3 loadtest/tools/perf_parts.py
+    ;;
+  heap)
+    small="${1:-200}" large="${2:-1200}"
+    for n in "$small" "$large"; do
+      start_node postgres valgrind --tool=dhat --dhat-out-file="$OUT/dhat-$n.json"
+      # Gently: under valgrind the node is slow, and a fast ramp times its database out.
+      "$LOADTEST_BIN" --url "$URL" --codec msgpack --report-dir "$OUT" --label "dhat-$n" \
+        --setup-concurrency 8 connections --connections "$n" --hold-secs 20 \
+        --connect-concurrency 8
+      stop_node
+    done
+    python3 loadtest/tools/dhat_per_connection.py "$OUT/dhat-$small.json" "$OUT/dhat-$large.json" \
+      "$small" "$large"
+    ;;
+  *)
+    sed -n '2,16p' "$0" >&2
+    exit 2
+    ;;
+esac
