@@ -26,6 +26,8 @@ use actix_ws::{
 };
 use bytes::Bytes;
 use bytestring::ByteString;
+use futures_util::future::LocalBoxFuture;
+use futures_util::FutureExt;
 use protocol::{
     close, AuthFrame, ClientFrame, Codec, ErrorCode, Event, Hello, Push, ServerFrame, TopicResume,
 };
@@ -115,7 +117,15 @@ async fn send(session: &mut Session, codec: Codec, bytes: impl Into<Bytes>) -> b
     }
 }
 
-async fn close_session(session: Session, gateway: &Gateway, code: u16, reason: &str) {
+/// Count the close, then send the close frame. The sending is boxed: each connection task
+/// awaits it once, at its end, and its state (a close frame on a timer) would otherwise be
+/// reserved in the task for the connection's whole life.
+fn close_session(
+    session: Session,
+    gateway: &Gateway,
+    code: u16,
+    reason: &str,
+) -> LocalBoxFuture<'static, ()> {
     gateway
         .metrics
         .ws_closed
@@ -125,7 +135,10 @@ async fn close_session(session: Session, gateway: &Gateway, code: u16, reason: &
         code: CloseCode::from(code),
         description: Some(reason.to_owned()),
     };
-    let _ = tokio::time::timeout(CLOSE_FRAME_TIMEOUT, session.close(Some(reason))).await;
+    async move {
+        let _ = tokio::time::timeout(CLOSE_FRAME_TIMEOUT, session.close(Some(reason))).await;
+    }
+    .boxed_local()
 }
 
 /// The last sequence number sent per topic. It holds only topics this connection is
@@ -306,7 +319,7 @@ async fn write_loop(writer: Writer, opening: Opening) {
         gateway.metrics.ws_frames_out.inc();
     }
     let (code, reason) = close_with.unwrap_or((close::NORMAL, "closed"));
-    Box::pin(close_session(session, &gateway, code, reason)).await;
+    close_session(session, &gateway, code, reason).await;
     done.cancel();
 }
 
@@ -518,12 +531,12 @@ pub(super) async fn run(
     };
     let Some(session) = session else { return };
     let Some(_admission) = gateway.admit(&identity.user.id) else {
-        Box::pin(close_session(
+        close_session(
             session,
             &gateway,
             close::TOO_MANY_CONNECTIONS,
             "too many connections for this user",
-        ))
+        )
         .await;
         return;
     };
@@ -543,12 +556,12 @@ pub(super) async fn run(
     if let Err(error) = Box::pin(gateway.bus.subscribe(&own_topic, subscriber, sink.clone())).await
     {
         tracing::error!(%error, "could not subscribe a connection to its user topic");
-        Box::pin(close_session(
+        close_session(
             session,
             &gateway,
             close::INTERNAL_ERROR,
             "subscription failed",
-        ))
+        )
         .await;
         return;
     }
