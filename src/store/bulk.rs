@@ -28,7 +28,6 @@ use super::conversations::seq_i64;
 use super::journal::Tx;
 use super::notifications::NewNotification;
 use super::now_ms;
-use crate::on_tx;
 
 /// Most bound parameters in one statement: under SQLite's limit (32,766) and PostgreSQL's
 /// (65,535).
@@ -147,30 +146,26 @@ impl<'a> Staged<'a> {
     }
 
     async fn write_transfers(&self, tx: Tx<'_>) -> Result<(), sqlx::Error> {
-        on_tx!(tx, conn => {
-            for chunk in self.transfers.chunks(rows_per_statement(11)) {
-                let mut query = QueryBuilder::new(
-                    "INSERT INTO transfers (id, kind, debit_kind, debit_id, credit_kind, \
-                     credit_id, currency, amount, reference, description, created_at) ");
-                query.push_values(chunk, |mut row, t| {
-                    let (debit_kind, debit_id) = t.debit.parts();
-                    let (credit_kind, credit_id) = t.credit.parts();
-                    row.push_bind(&t.id)
-                        .push_bind(t.kind.as_str())
-                        .push_bind(debit_kind)
-                        .push_bind(debit_id)
-                        .push_bind(credit_kind)
-                        .push_bind(credit_id)
-                        .push_bind(t.money.currency().code().to_owned())
-                        .push_bind(t.money.minor())
-                        .push_bind(&t.reference)
-                        .push_bind(&t.description)
-                        .push_bind(t.at_ms);
-                });
-                query.build().persistent(false).execute(&mut *conn).await?;
-            }
-        });
-        Ok(())
+        let t = &self.transfers;
+        let currencies: Vec<Currency> = t.iter().map(|t| t.money.currency()).collect();
+        Rows::new(t.len())
+            .text(t.iter().map(|t| t.id.as_str()))
+            .text(t.iter().map(|t| t.kind.as_str()))
+            .text(t.iter().map(|t| t.debit.parts().0))
+            .text(t.iter().map(|t| t.debit.parts().1))
+            .text(t.iter().map(|t| t.credit.parts().0))
+            .text(t.iter().map(|t| t.credit.parts().1))
+            .text(currencies.iter().map(Currency::code))
+            .int(t.iter().map(|t| t.money.minor()))
+            .maybe_text(t.iter().map(|t| t.reference.as_deref()))
+            .maybe_text(t.iter().map(|t| t.description.as_deref()))
+            .int(t.iter().map(|t| t.at_ms))
+            .execute(
+                tx,
+                "INSERT INTO transfers (id, kind, debit_kind, debit_id, credit_kind, credit_id, \
+                 currency, amount, reference, description, created_at) {rows}",
+            )
+            .await
     }
 
     /// Every account's net move in one statement per kind of move, then each transfer's
@@ -178,7 +173,7 @@ impl<'a> Staged<'a> {
     /// balance), and the table's check refuses a balance below what is held; an upsert cannot
     /// debit, because SQLite checks the candidate row, negative balance and all, before it
     /// resolves the conflict.
-    async fn write_accounts(&self, tx: Tx<'_>) -> Result<(), sqlx::Error> {
+    async fn write_accounts(&self, mut tx: Tx<'_>) -> Result<(), sqlx::Error> {
         if self.accounts.is_empty() {
             return Ok(());
         }
@@ -186,55 +181,35 @@ impl<'a> Staged<'a> {
             .accounts
             .iter()
             .partition(|((kind, _, _), moves)| *kind == "user" && moves.delta < 0);
-        let mut rows: Vec<(String, String, String, i64)> = Vec::with_capacity(self.accounts.len());
-        on_tx!(tx, conn => {
-            for chunk in debits.chunks(rows_per_statement(5)) {
-                let mut query = QueryBuilder::new(
-                    "UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.column4, \
-                     version = ledger_accounts.version + v.column5 FROM (");
-                query.push_values(chunk, |mut row, ((kind, id, currency), moves)| {
-                    row.push_bind(*kind)
-                        .push_bind(*id)
-                        .push_bind(currency.code().to_owned())
-                        .push_bind(moves.delta)
-                        .push_bind(moves.count);
-                });
-                query.push(
-                    ") AS v WHERE ledger_accounts.owner_kind = v.column1 \
-                     AND ledger_accounts.owner_id = v.column2 \
-                     AND ledger_accounts.currency = v.column3 \
-                     RETURNING ledger_accounts.owner_kind, ledger_accounts.owner_id, \
-                     ledger_accounts.currency, ledger_accounts.version");
-                let moved: Vec<(String, String, String, i64)> =
-                    query.build_query_as().persistent(false).fetch_all(&mut *conn).await?;
-                if moved.len() != chunk.len() {
-                    // A debited account that does not exist: the wallet never saw it.
-                    return Err(sqlx::Error::RowNotFound);
-                }
-                rows.extend(moved);
-            }
-            for chunk in upserts.chunks(rows_per_statement(5)) {
-                let mut query = QueryBuilder::new(
-                    "INSERT INTO ledger_accounts (owner_kind, owner_id, currency, balance, held, \
-                     version) ");
-                query.push_values(chunk, |mut row, ((kind, id, currency), moves)| {
-                    row.push_bind(*kind)
-                        .push_bind(*id)
-                        .push_bind(currency.code().to_owned())
-                        .push_bind(moves.delta)
-                        .push("0")
-                        .push_bind(moves.count);
-                });
-                query.push(
-                    " ON CONFLICT (owner_kind, owner_id, currency) DO UPDATE \
-                     SET balance = ledger_accounts.balance + excluded.balance, \
-                     version = ledger_accounts.version + excluded.version \
-                     RETURNING owner_kind, owner_id, currency, version");
-                let moved: Vec<(String, String, String, i64)> =
-                    query.build_query_as().persistent(false).fetch_all(&mut *conn).await?;
-                rows.extend(moved);
-            }
-        });
+        let mut rows: Vec<(String, String, String, i64)> = account_rows(&debits)
+            .fetch(
+                tx.reborrow(),
+                "UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.column4, \
+                 version = ledger_accounts.version + v.column5 FROM {v} \
+                 WHERE ledger_accounts.owner_kind = v.column1 \
+                 AND ledger_accounts.owner_id = v.column2 \
+                 AND ledger_accounts.currency = v.column3 \
+                 RETURNING ledger_accounts.owner_kind, ledger_accounts.owner_id, \
+                 ledger_accounts.currency, ledger_accounts.version",
+            )
+            .await?;
+        if rows.len() != debits.len() {
+            // A debited account that does not exist: the wallet never saw it.
+            return Err(sqlx::Error::RowNotFound);
+        }
+        let upserted: Vec<(String, String, String, i64)> = account_rows(&upserts)
+            .int(upserts.iter().map(|_| 0))
+            .fetch(
+                tx,
+                "INSERT INTO ledger_accounts (owner_kind, owner_id, currency, balance, version, \
+                 held) {rows} \
+                 ON CONFLICT (owner_kind, owner_id, currency) DO UPDATE \
+                 SET balance = ledger_accounts.balance + excluded.balance, \
+                 version = ledger_accounts.version + excluded.version \
+                 RETURNING owner_kind, owner_id, currency, version",
+            )
+            .await?;
+        rows.extend(upserted);
         let versions: BTreeMap<(&str, &str, &str), i64> = rows
             .iter()
             .map(|(kind, id, currency, version)| {
@@ -254,164 +229,363 @@ impl<'a> Staged<'a> {
 
     /// Each user's feed counter moves once by their number of entries; the entries take the
     /// numbers in between, in order.
-    async fn write_feed(&self, tx: Tx<'_>) -> Result<(), sqlx::Error> {
+    async fn write_feed(&self, mut tx: Tx<'_>) -> Result<(), sqlx::Error> {
         if self.feed.is_empty() {
             return Ok(());
         }
-        let counts: Vec<(&str, i64)> = self.feed_counts.iter().map(|(u, n)| (*u, *n)).collect();
-        let mut last: BTreeMap<String, i64> = BTreeMap::new();
+        let counts = &self.feed_counts;
+        let moved: Vec<(String, i64)> = Rows::new(counts.len())
+            .text(counts.keys().copied())
+            .int(counts.values().copied())
+            .fetch(
+                tx.reborrow(),
+                "UPDATE users SET feed_seq = users.feed_seq + v.column2 FROM {v} \
+                 WHERE users.id = v.column1 RETURNING users.id, users.feed_seq",
+            )
+            .await?;
+        if moved.len() != counts.len() {
+            return Err(sqlx::Error::RowNotFound);
+        }
+        let last: BTreeMap<String, i64> = moved.into_iter().collect();
+        let mut seqs = Vec::with_capacity(self.feed.len());
+        for (entry, _, index) in &self.feed {
+            let count = counts.get(entry.user_id.as_str()).copied().unwrap_or(0);
+            let last = last
+                .get(&entry.user_id)
+                .copied()
+                .ok_or(sqlx::Error::RowNotFound)?;
+            seqs.push(last - (count - 1 - index));
+        }
         let now = now_ms();
-        on_tx!(tx, conn => {
-            for chunk in counts.chunks(rows_per_statement(2)) {
-                let mut query = QueryBuilder::new(
-                    "UPDATE users SET feed_seq = users.feed_seq + v.column2 FROM (");
-                query.push_values(chunk, |mut row, (user, count)| {
-                    row.push_bind(*user).push_bind(*count);
-                });
-                query.push(") AS v WHERE users.id = v.column1 RETURNING users.id, users.feed_seq");
-                let rows: Vec<(String, i64)> =
-                    query.build_query_as().persistent(false).fetch_all(&mut *conn).await?;
-                if rows.len() != chunk.len() {
-                    return Err(sqlx::Error::RowNotFound);
-                }
-                last.extend(rows);
-            }
-            let mut seqs = Vec::with_capacity(self.feed.len());
-            for (entry, _, index) in &self.feed {
-                let count = self.feed_counts.get(entry.user_id.as_str()).copied().unwrap_or(0);
-                let last = last.get(&entry.user_id).copied().ok_or(sqlx::Error::RowNotFound)?;
-                seqs.push(last - (count - 1 - index));
-            }
-            let rows: Vec<_> = self.feed.iter().zip(seqs).collect();
-            for chunk in rows.chunks(rows_per_statement(4)) {
-                let mut query =
-                    QueryBuilder::new("INSERT INTO user_feed (user_id, seq, event, created_at) ");
-                query.push_values(chunk, |mut row, ((entry, event, _), seq)| {
-                    row.push_bind(&entry.user_id)
-                        .push_bind(*seq)
-                        .push_bind(event.as_str())
-                        .push_bind(now);
-                });
-                query.build().persistent(false).execute(&mut *conn).await?;
-            }
-            for ((entry, _, _), seq) in rows {
-                let _ = entry.seq.set(u64::try_from(seq).unwrap_or_default());
-            }
-        });
+        let feed = &self.feed;
+        Rows::new(feed.len())
+            .text(feed.iter().map(|(entry, _, _)| entry.user_id.as_str()))
+            .int(seqs.iter().copied())
+            .text(feed.iter().map(|(_, event, _)| event.as_str()))
+            .int(feed.iter().map(|_| now))
+            .execute(
+                tx,
+                "INSERT INTO user_feed (user_id, seq, event, created_at) {rows}",
+            )
+            .await?;
+        for ((entry, _, _), seq) in feed.iter().zip(seqs) {
+            let _ = entry.seq.set(u64::try_from(seq).unwrap_or_default());
+        }
         Ok(())
     }
 
     async fn write_messages(&self, tx: Tx<'_>) -> Result<(), sqlx::Error> {
-        on_tx!(tx, conn => {
-            for chunk in self.messages.chunks(rows_per_statement(12)) {
-                let mut query = QueryBuilder::new(
-                    "INSERT INTO messages (id, thread_id, seq, sender_id, content, message_type, \
-                     media_url, is_moderated, is_flagged, flagged_by, flag_reason, is_read, \
-                     is_active, sent_at, record_version, created_at, updated_at) ");
-                query.push_values(chunk, |mut row, m| {
-                    row.push_bind(&m.id)
-                        .push_bind(&m.thread_id)
-                        .push_bind(seq_i64(m.seq))
-                        .push_bind(&m.sender_id)
-                        .push_bind(&m.content)
-                        .push_bind(m.message_type.as_str())
-                        .push_bind(&m.media_url)
-                        .push_bind(m.is_moderated)
-                        .push_bind(m.is_flagged)
-                        .push_bind(&m.flagged_by)
-                        .push_bind(&m.flag_reason)
-                        .push("FALSE")
-                        .push("TRUE")
-                        .push_bind(m.sent_at_ms)
-                        .push("1")
-                        .push_bind(m.sent_at_ms)
-                        .push_bind(m.sent_at_ms);
-                });
-                query.build().persistent(false).execute(&mut *conn).await?;
-            }
-        });
-        Ok(())
+        let m = &self.messages;
+        Rows::new(m.len())
+            .text(m.iter().map(|m| m.id.as_str()))
+            .text(m.iter().map(|m| m.thread_id.as_str()))
+            .int(m.iter().map(|m| seq_i64(m.seq)))
+            .text(m.iter().map(|m| m.sender_id.as_str()))
+            .text(m.iter().map(|m| m.content.as_str()))
+            .text(m.iter().map(|m| m.message_type.as_str()))
+            .maybe_text(m.iter().map(|m| m.media_url.as_deref()))
+            .bool(m.iter().map(|m| m.is_moderated))
+            .bool(m.iter().map(|m| m.is_flagged))
+            .maybe_text(m.iter().map(|m| m.flagged_by.as_deref()))
+            .maybe_text(m.iter().map(|m| m.flag_reason.as_deref()))
+            .bool(m.iter().map(|_| false))
+            .bool(m.iter().map(|_| true))
+            .int(m.iter().map(|m| m.sent_at_ms))
+            .int(m.iter().map(|_| 1))
+            .int(m.iter().map(|m| m.sent_at_ms))
+            .int(m.iter().map(|m| m.sent_at_ms))
+            .execute(
+                tx,
+                "INSERT INTO messages (id, thread_id, seq, sender_id, content, message_type, \
+                 media_url, is_moderated, is_flagged, flagged_by, flag_reason, is_read, \
+                 is_active, sent_at, record_version, created_at, updated_at) {rows}",
+            )
+            .await
     }
 
-    async fn write_threads(&self, tx: Tx<'_>) -> Result<(), sqlx::Error> {
-        let threads: Vec<&ConversationEvent> = self.threads.values().copied().collect();
-        on_tx!(tx, conn => {
-            for chunk in threads.chunks(rows_per_statement(5)) {
-                let mut query = QueryBuilder::new(
-                    "UPDATE message_threads SET last_seq = v.column2, message_count = v.column3, \
-                     last_message_at = v.column4, updated_at = v.column5 FROM (");
-                query.push_values(chunk, |mut row, e| {
-                    row.push_bind(&e.thread_id)
-                        .push_bind(seq_i64(e.seq))
-                        .push_bind(seq_i64(e.message_count))
-                        .push_bind(e.last_message_at_ms)
-                        .push_bind(e.at_ms);
-                });
-                query.push(") AS v WHERE message_threads.id = v.column1");
-                query.build().persistent(false).execute(&mut *conn).await?;
-            }
-            for chunk in self.thread_events.chunks(rows_per_statement(4)) {
-                let mut query = QueryBuilder::new(
-                    "INSERT INTO thread_events (thread_id, seq, event, created_at) ");
-                query.push_values(chunk, |mut row, (e, push)| {
-                    row.push_bind(&e.thread_id)
-                        .push_bind(seq_i64(e.seq))
-                        .push_bind(push.as_str())
-                        .push_bind(e.at_ms);
-                });
-                query.build().persistent(false).execute(&mut *conn).await?;
-            }
-        });
-        Ok(())
+    async fn write_threads(&self, mut tx: Tx<'_>) -> Result<(), sqlx::Error> {
+        let threads = &self.threads;
+        Rows::new(threads.len())
+            .text(threads.keys().copied())
+            .int(threads.values().map(|e| seq_i64(e.seq)))
+            .int(threads.values().map(|e| seq_i64(e.message_count)))
+            .maybe_int(threads.values().map(|e| e.last_message_at_ms))
+            .int(threads.values().map(|e| e.at_ms))
+            .execute(
+                tx.reborrow(),
+                "UPDATE message_threads SET last_seq = v.column2, message_count = v.column3, \
+                 last_message_at = v.column4, updated_at = v.column5 FROM {v} \
+                 WHERE message_threads.id = v.column1",
+            )
+            .await?;
+        let events = &self.thread_events;
+        Rows::new(events.len())
+            .text(events.iter().map(|(e, _)| e.thread_id.as_str()))
+            .int(events.iter().map(|(e, _)| seq_i64(e.seq)))
+            .text(events.iter().map(|(_, push)| push.as_str()))
+            .int(events.iter().map(|(e, _)| e.at_ms))
+            .execute(
+                tx,
+                "INSERT INTO thread_events (thread_id, seq, event, created_at) {rows}",
+            )
+            .await
     }
 
     async fn write_notifications(&self, tx: Tx<'_>) -> Result<(), sqlx::Error> {
-        let data: Vec<String> = self
-            .notifications
-            .iter()
-            .map(|n| n.data.to_string())
-            .collect();
-        let rows: Vec<_> = self.notifications.iter().zip(&data).collect();
-        on_tx!(tx, conn => {
-            for chunk in rows.chunks(rows_per_statement(7)) {
-                let mut query = QueryBuilder::new(
-                    "INSERT INTO notifications (id, user_id, kind, title, body, data, seen_at, \
-                     created_at) ");
-                query.push_values(chunk, |mut row, (n, data)| {
-                    row.push_bind(&n.id)
-                        .push_bind(&n.user_id)
-                        .push_bind(&n.kind)
-                        .push_bind(&n.title)
-                        .push_bind(&n.body)
-                        .push_bind(data.as_str())
-                        .push("NULL")
-                        .push_bind(n.created_at);
-                });
-                query.build().persistent(false).execute(&mut *conn).await?;
-            }
-        });
-        Ok(())
+        let n = &self.notifications;
+        let data: Vec<String> = n.iter().map(|n| n.data.to_string()).collect();
+        Rows::new(n.len())
+            .text(n.iter().map(|n| n.id.as_str()))
+            .text(n.iter().map(|n| n.user_id.as_str()))
+            .text(n.iter().map(|n| n.kind.as_str()))
+            .text(n.iter().map(|n| n.title.as_str()))
+            .text(n.iter().map(|n| n.body.as_str()))
+            .text(data.iter().map(String::as_str))
+            .maybe_int(n.iter().map(|_| None))
+            .int(n.iter().map(|n| n.created_at))
+            .execute(
+                tx,
+                "INSERT INTO notifications (id, user_id, kind, title, body, data, seen_at, \
+                 created_at) {rows}",
+            )
+            .await
     }
 
     async fn write_idempotency(&self, tx: Tx<'_>) -> Result<(), sqlx::Error> {
         let now = now_ms();
-        on_tx!(tx, conn => {
-            for chunk in self.idempotency.chunks(rows_per_statement(6)) {
-                let mut query = QueryBuilder::new(
-                    "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, \
-                     created_at) ");
-                query.push_values(chunk, |mut row, (actor, record)| {
-                    row.push_bind(actor.kind)
-                        .push_bind(&actor.id)
-                        .push_bind(&record.key)
-                        .push_bind(&record.fingerprint)
-                        .push_bind(&record.reply)
-                        .push_bind(now);
-                });
-                query.build().persistent(false).execute(&mut *conn).await?;
+        let records = &self.idempotency;
+        Rows::new(records.len())
+            .text(records.iter().map(|(actor, _)| actor.kind))
+            .text(records.iter().map(|(actor, _)| actor.id.as_str()))
+            .text(records.iter().map(|(_, r)| r.key.as_str()))
+            .text(records.iter().map(|(_, r)| r.fingerprint.as_str()))
+            .bytes(records.iter().map(|(_, r)| r.reply.as_slice()))
+            .int(records.iter().map(|_| now))
+            .execute(
+                tx,
+                "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, created_at) \
+                 {rows}",
+            )
+            .await
+    }
+}
+
+/// Accounts and their net moves, as the rows of a ledger write.
+fn account_rows<'r>(moves: &'r [(&'r AccountKey<'r>, &'r Moves)]) -> Rows<'r> {
+    Rows::new(moves.len())
+        .text(moves.iter().map(|((kind, _, _), _)| *kind))
+        .text(moves.iter().map(|((_, id, _), _)| *id))
+        .text(moves.iter().map(|((_, _, currency), _)| currency.code()))
+        .int(moves.iter().map(|(_, m)| m.delta))
+        .int(moves.iter().map(|(_, m)| m.count))
+}
+
+/// The values of one column of a multi-row write, a row each.
+enum Column<'r> {
+    Text(Vec<&'r str>),
+    MaybeText(Vec<Option<&'r str>>),
+    Int(Vec<i64>),
+    MaybeInt(Vec<Option<i64>>),
+    Bool(Vec<bool>),
+    Bytes(Vec<&'r [u8]>),
+}
+
+impl Column<'_> {
+    /// The PostgreSQL array type the column travels as.
+    fn array_type(&self) -> &'static str {
+        match self {
+            Column::Text(_) | Column::MaybeText(_) => "text[]",
+            Column::Int(_) | Column::MaybeInt(_) => "int8[]",
+            Column::Bool(_) => "bool[]",
+            Column::Bytes(_) => "bytea[]",
+        }
+    }
+}
+
+/// The rows of one multi-row write, held by column, and how each engine gets them.
+///
+/// A statement names where its rows go with `{rows}` (an `INSERT`'s source) or `{v}` (a
+/// `FROM` item, whose columns are `v.column1`, `v.column2`, …). On PostgreSQL each column is
+/// bound as one array and the rows come from `UNNEST`: one statement whatever the number of
+/// rows, the same text every time (so prepared once per connection), and nothing for the
+/// server to parse per row. A `VALUES` list of thousands of parameters instead cost as much to
+/// parse and bind as to execute (BENCHMARKS.md section 3). SQLite has no arrays, and takes
+/// `VALUES` lists of up to [`PARAMS_MAX`] parameters.
+struct Rows<'r> {
+    len: usize,
+    columns: Vec<Column<'r>>,
+}
+
+impl<'r> Rows<'r> {
+    fn new(len: usize) -> Self {
+        Rows {
+            len,
+            columns: Vec::new(),
+        }
+    }
+
+    fn column(mut self, column: Column<'r>) -> Self {
+        self.columns.push(column);
+        self
+    }
+
+    fn text(self, values: impl Iterator<Item = &'r str>) -> Self {
+        self.column(Column::Text(values.collect()))
+    }
+
+    fn maybe_text(self, values: impl Iterator<Item = Option<&'r str>>) -> Self {
+        self.column(Column::MaybeText(values.collect()))
+    }
+
+    fn int(self, values: impl Iterator<Item = i64>) -> Self {
+        self.column(Column::Int(values.collect()))
+    }
+
+    fn maybe_int(self, values: impl Iterator<Item = Option<i64>>) -> Self {
+        self.column(Column::MaybeInt(values.collect()))
+    }
+
+    fn bool(self, values: impl Iterator<Item = bool>) -> Self {
+        self.column(Column::Bool(values.collect()))
+    }
+
+    fn bytes(self, values: impl Iterator<Item = &'r [u8]>) -> Self {
+        self.column(Column::Bytes(values.collect()))
+    }
+
+    /// `statement` with its rows as PostgreSQL takes them: `UNNEST` over one array per column.
+    fn postgres_sql(&self, statement: &str) -> String {
+        let arrays: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, column)| format!("${}::{}", i + 1, column.array_type()))
+            .collect();
+        let names: Vec<String> = (1..=self.columns.len())
+            .map(|i| format!("column{i}"))
+            .collect();
+        let unnest = format!("UNNEST({})", arrays.join(", "));
+        statement
+            .replace("{rows}", &format!("SELECT * FROM {unnest}"))
+            .replace("{v}", &format!("{unnest} AS v({})", names.join(", ")))
+    }
+
+    fn postgres<'q>(
+        &'q self,
+        sql: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        let mut query = sqlx::query(sql);
+        for column in &self.columns {
+            query = match column {
+                Column::Text(values) => query.bind(values.as_slice()),
+                Column::MaybeText(values) => query.bind(values.as_slice()),
+                Column::Int(values) => query.bind(values.as_slice()),
+                Column::MaybeInt(values) => query.bind(values.as_slice()),
+                Column::Bool(values) => query.bind(values.as_slice()),
+                Column::Bytes(values) => query.bind(values.as_slice()),
+            };
+        }
+        query
+    }
+
+    /// `statement` for SQLite with the rows `rows`, as a `VALUES` list.
+    fn sqlite<'q>(
+        &'q self,
+        statement: &str,
+        rows: std::ops::Range<usize>,
+    ) -> QueryBuilder<'q, sqlx::Sqlite> {
+        let (marker, open, close) = if statement.contains("{rows}") {
+            ("{rows}", "", "")
+        } else {
+            ("{v}", "(", ") AS v")
+        };
+        let (head, tail) = statement.split_once(marker).unwrap_or((statement, ""));
+        let mut query = QueryBuilder::new(head);
+        query.push(open);
+        query.push_values(rows, |mut row, i| {
+            for column in &self.columns {
+                match column {
+                    Column::Text(values) => row.push_bind(values[i]),
+                    Column::MaybeText(values) => row.push_bind(values[i]),
+                    Column::Int(values) => row.push_bind(values[i]),
+                    Column::MaybeInt(values) => row.push_bind(values[i]),
+                    Column::Bool(values) => row.push_bind(values[i]),
+                    Column::Bytes(values) => row.push_bind(values[i]),
+                };
             }
         });
+        query.push(close);
+        query.push(tail);
+        query
+    }
+
+    /// The SQLite statements' row ranges: as many rows each as fit in [`PARAMS_MAX`].
+    fn sqlite_chunks(&self) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let step = rows_per_statement(self.columns.len().max(1)).max(1);
+        let len = self.len;
+        (0..len)
+            .step_by(step)
+            .map(move |start| start..(start + step).min(len))
+    }
+
+    /// Run `statement` over the rows; nothing when there are none.
+    async fn execute(self, tx: Tx<'_>, statement: &str) -> Result<(), sqlx::Error> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        match tx {
+            Tx::Postgres(conn) => {
+                let sql = self.postgres_sql(statement);
+                self.postgres(&sql).execute(&mut *conn).await?;
+            }
+            Tx::Sqlite(conn) => {
+                for rows in self.sqlite_chunks() {
+                    self.sqlite(statement, rows)
+                        .build()
+                        .persistent(false)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Run `statement` over the rows and read what it returns; nothing when there are none.
+    async fn fetch<O>(self, tx: Tx<'_>, statement: &str) -> Result<Vec<O>, sqlx::Error>
+    where
+        O: Send
+            + Unpin
+            + for<'row> sqlx::FromRow<'row, sqlx::postgres::PgRow>
+            + for<'row> sqlx::FromRow<'row, sqlx::sqlite::SqliteRow>,
+    {
+        if self.len == 0 {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::with_capacity(self.len);
+        match tx {
+            Tx::Postgres(conn) => {
+                let sql = self.postgres_sql(statement);
+                let rows = self.postgres(&sql).fetch_all(&mut *conn).await?;
+                for row in &rows {
+                    found.push(O::from_row(row)?);
+                }
+            }
+            Tx::Sqlite(conn) => {
+                for range in self.sqlite_chunks() {
+                    let rows = self
+                        .sqlite(statement, range)
+                        .build()
+                        .persistent(false)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    for row in &rows {
+                        found.push(O::from_row(row)?);
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -424,6 +598,7 @@ mod tests {
     use actors::wallet::{Owner, SystemAccount, TransferKind};
 
     use super::*;
+    use crate::on_db;
     use crate::store::journal::to_tx;
     use crate::store::Db;
 
@@ -453,30 +628,52 @@ mod tests {
         }
     }
 
-    async fn sqlite() -> (tempfile::TempDir, sqlx::SqlitePool) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("bulk.db").display());
-        let Db::Sqlite(pool) = Db::connect(&url, 1).await.unwrap() else {
-            unreachable!("a sqlite URL opens SQLite")
-        };
-        for id in ["u1", "u2"] {
+    /// A store (see `store::test_db`) with users u1 and u2, and u1's account at 100, version 7.
+    async fn store() -> (tempfile::TempDir, Db) {
+        let (dir, db) = crate::store::test_db().await;
+        on_db!(&db, pool => {
+            for id in ["u1", "u2"] {
+                sqlx::query(
+                    "INSERT INTO users (id, email, email_lower, fullname, role_id, created_at, \
+                     updated_at) VALUES ($1, $1, $1, $1, 'user', 0, 0)",
+                )
+                .bind(id)
+                .execute(pool)
+                .await
+                .unwrap();
+            }
             sqlx::query(
-                "INSERT INTO users (id, email, email_lower, fullname, role_id, created_at, \
-                 updated_at) VALUES ($1, $1, $1, $1, 'user', 0, 0)",
+                "INSERT INTO ledger_accounts (owner_kind, owner_id, currency, balance, held, \
+                 version) VALUES ('user', 'u1', 'EVG', 100, 0, 7)",
             )
-            .bind(id)
-            .execute(&pool)
+            .execute(pool)
             .await
             .unwrap();
-        }
-        sqlx::query(
-            "INSERT INTO ledger_accounts (owner_kind, owner_id, currency, balance, held, version) \
-             VALUES ('user', 'u1', 'EVG', 100, 0, 7)",
+        });
+        (dir, db)
+    }
+
+    /// Flush `staged` in a transaction of its own: committed if it succeeds, rolled back if not.
+    async fn flush(db: &Db, staged: &mut Staged<'_>) -> Result<(), sqlx::Error> {
+        on_db!(db, pool => {
+            let mut tx = pool.begin().await?;
+            match staged.flush(to_tx(&mut tx)).await {
+                Ok(()) => tx.commit().await,
+                Err(error) => {
+                    tx.rollback().await?;
+                    Err(error)
+                }
+            }
+        })
+    }
+
+    async fn accounts(db: &Db) -> Vec<(String, i64, i64)> {
+        on_db!(db, pool => sqlx::query_as(
+            "SELECT owner_id, balance, version FROM ledger_accounts ORDER BY owner_id",
         )
-        .execute(&pool)
+        .fetch_all(pool)
         .await
-        .unwrap();
-        (dir, pool)
+        .unwrap())
     }
 
     /// One flush must leave what the same events written one at a time would: the same
@@ -484,7 +681,7 @@ mod tests {
     /// each feed entry its own gap-free number.
     #[tokio::test]
     async fn a_flush_reads_back_what_one_at_a_time_writes_would() {
-        let (_dir, pool) = sqlite().await;
+        let (_dir, db) = store().await;
         let transfers = [
             transfer("t1", user("u1"), user("u2"), 10),
             transfer("t2", user("u1"), user("u2"), 20),
@@ -502,9 +699,7 @@ mod tests {
         for entry in &feed {
             staged.feed(entry).unwrap();
         }
-        let mut tx = pool.begin().await.unwrap();
-        staged.flush(to_tx(&mut tx)).await.unwrap();
-        tx.commit().await.unwrap();
+        flush(&db, &mut staged).await.unwrap();
         assert!(staged.is_empty());
 
         // u2 is new: credited three times, then debited (version 4); u1 was at version 7,
@@ -514,14 +709,8 @@ mod tests {
             .map(|t| *t.credit_version.get().unwrap())
             .collect();
         assert_eq!(versions, [1, 2, 3, 10]);
-        let accounts: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT owner_id, balance, version FROM ledger_accounts ORDER BY owner_id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
         assert_eq!(
-            accounts,
+            accounts(&db).await,
             [
                 ("cash_in".to_owned(), -5, 1),
                 ("u1".to_owned(), 71, 10),
@@ -530,11 +719,12 @@ mod tests {
         );
         let seqs: Vec<u64> = feed.iter().map(|e| *e.seq.get().unwrap()).collect();
         assert_eq!(seqs, [1, 1, 2, 3, 2]);
-        let stored: Vec<(String, i64)> =
+        let stored: Vec<(String, i64)> = on_db!(&db, pool => {
             sqlx::query_as("SELECT user_id, seq FROM user_feed ORDER BY user_id, seq")
-                .fetch_all(&pool)
+                .fetch_all(pool)
                 .await
-                .unwrap();
+                .unwrap()
+        });
         assert_eq!(
             stored,
             [
@@ -545,33 +735,72 @@ mod tests {
                 ("u2".to_owned(), 2)
             ]
         );
-        let transfers_stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transfers")
-            .fetch_one(&pool)
+        assert_eq!(transfer_count(&db).await, 4);
+    }
+
+    async fn transfer_count(db: &Db) -> i64 {
+        on_db!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM transfers")
+            .fetch_one(pool)
             .await
-            .unwrap();
-        assert_eq!(transfers_stored, 4);
+            .unwrap())
+    }
+
+    /// More rows than one SQLite statement takes (and many times a typical batch) are all
+    /// written, each with its own version and number.
+    #[tokio::test]
+    async fn a_flush_larger_than_one_statement_writes_every_row() {
+        let (_dir, db) = store().await;
+        let n = rows_per_statement(11) * 2 + 17;
+        let transfers: Vec<Transfer> = (0..n)
+            .map(|i| {
+                transfer(
+                    &format!("t{i}"),
+                    Owner::System(SystemAccount::CashIn),
+                    user("u2"),
+                    1,
+                )
+            })
+            .collect();
+        let feed: Vec<FeedEntry> = (0..n)
+            .map(|_| FeedEntry::new("u2", balance_event()))
+            .collect();
+        let mut staged = Staged::default();
+        for (t, entry) in transfers.iter().zip(&feed) {
+            staged.transfer(t);
+            staged.feed(entry).unwrap();
+        }
+        flush(&db, &mut staged).await.unwrap();
+        let n = i64::try_from(n).unwrap();
+        assert_eq!(transfer_count(&db).await, n);
+        let last = transfers.last().map(|t| *t.credit_version.get().unwrap());
+        assert_eq!(last, Some(n));
+        assert_eq!(
+            feed.last().map(|e| *e.seq.get().unwrap()),
+            u64::try_from(n).ok()
+        );
+        assert_eq!(
+            accounts(&db).await,
+            [
+                ("cash_in".to_owned(), -n, n),
+                ("u1".to_owned(), 100, 7),
+                ("u2".to_owned(), n, n)
+            ]
+        );
     }
 
     /// A debit of a user account the store does not have, or one below what the account
     /// holds, fails the flush (and so the batch), as the one-at-a-time UPDATE did.
     #[tokio::test]
     async fn a_debit_the_store_cannot_make_fails_the_flush() {
-        let (_dir, pool) = sqlite().await;
+        let (_dir, db) = store().await;
         for t in [
             transfer("t1", user("u2"), user("u1"), 1),
             transfer("t2", user("u1"), user("u2"), 101),
         ] {
             let mut staged = Staged::default();
             staged.transfer(&t);
-            let mut tx = pool.begin().await.unwrap();
-            assert!(staged.flush(to_tx(&mut tx)).await.is_err(), "{}", t.id);
-            tx.rollback().await.unwrap();
+            assert!(flush(&db, &mut staged).await.is_err(), "{}", t.id);
         }
-        let (balance, version): (i64, i64) =
-            sqlx::query_as("SELECT balance, version FROM ledger_accounts WHERE owner_id = 'u1'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!((balance, version), (100, 7));
+        assert_eq!(accounts(&db).await, [("u1".to_owned(), 100, 7)]);
     }
 }

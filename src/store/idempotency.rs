@@ -20,7 +20,6 @@ use sqlx::QueryBuilder;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{Db, StoreError};
-use crate::on_db;
 
 /// Keys one statement looks up (two bound parameters each, plus the kind).
 const KEYS_PER_LOOKUP: usize = 512;
@@ -123,27 +122,59 @@ fn answer(batch: Vec<Wanted>, found: Result<HashMap<(String, String), StoredRepl
     }
 }
 
+/// The lookup on PostgreSQL: the keys travel as two arrays (one statement shape, prepared once,
+/// whatever the batch size), and each is found through the primary key. The `LIMIT` keeps the
+/// planner from flattening the lateral subquery into a join it could hash: on a table whose
+/// statistics lag its growth (any busy node's first minutes), it did, and each lookup read
+/// every stored key of the kind (BENCHMARKS.md section 3).
+const PG_LOOKUP: &str = "SELECT v.actor_id, v.key, r.fingerprint, r.reply \
+     FROM UNNEST($2::text[], $3::text[]) AS v(actor_id, key) \
+     CROSS JOIN LATERAL (SELECT i.fingerprint, i.reply FROM idempotency i \
+         WHERE i.kind = $1 AND i.actor_id = v.actor_id AND i.key = v.key LIMIT 1) AS r";
+
+/// The lookup on SQLite, after `prefix` (`EXPLAIN QUERY PLAN`, in a test).
+fn sqlite_lookup<'a>(
+    prefix: &str,
+    kind: &'a str,
+    batch: &'a [Wanted],
+) -> QueryBuilder<'a, sqlx::Sqlite> {
+    let mut query = QueryBuilder::new(prefix);
+    query.push("SELECT i.actor_id, i.key, i.fingerprint, i.reply FROM idempotency i JOIN (");
+    query.push_values(batch, |mut row, wanted| {
+        row.push_bind(&wanted.actor_id).push_bind(&wanted.key);
+    });
+    query.push(") AS v ON i.actor_id = v.column1 AND i.key = v.column2 AND i.kind = ");
+    query.push_bind(kind);
+    query
+}
+
 /// The stored replies among `batch`'s keys, by (actor id, key).
 async fn lookup(
     db: &Db,
     kind: &str,
     batch: &[Wanted],
 ) -> Result<HashMap<(String, String), StoredReply>, StoreError> {
-    let rows: Vec<(String, String, String, Vec<u8>)> = on_db!(db, pool => {
-        let mut query = QueryBuilder::new(
-            "SELECT i.actor_id, i.key, i.fingerprint, i.reply FROM idempotency i JOIN (");
-        query.push_values(batch, |mut row, wanted| {
-            row.push_bind(&wanted.actor_id).push_bind(&wanted.key);
-        });
-        query.push(") AS v ON i.actor_id = v.column1 AND i.key = v.column2 AND i.kind = ");
-        query.push_bind(kind);
-        // One statement shape per batch size: not worth a prepared statement each.
-        query
-            .build_query_as()
-            .persistent(batch.len() == 1)
-            .fetch_all(pool)
-            .await?
-    });
+    let rows: Vec<(String, String, String, Vec<u8>)> = match db {
+        Db::Postgres(pool) => {
+            let actors: Vec<&str> = batch.iter().map(|w| w.actor_id.as_str()).collect();
+            let keys: Vec<&str> = batch.iter().map(|w| w.key.as_str()).collect();
+            sqlx::query_as(PG_LOOKUP)
+                .bind(kind)
+                .bind(actors)
+                .bind(keys)
+                .fetch_all(pool)
+                .await?
+        }
+        // SQLite looks each row of the VALUES up through the primary key by itself.
+        Db::Sqlite(pool) => {
+            // One statement shape per batch size: not worth a prepared statement each.
+            sqlite_lookup("", kind, batch)
+                .build_query_as()
+                .persistent(batch.len() == 1)
+                .fetch_all(pool)
+                .await?
+        }
+    };
     Ok(rows
         .into_iter()
         .map(|(actor_id, key, fingerprint, reply)| {
@@ -156,17 +187,13 @@ async fn lookup(
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::store::now_ms;
+    use crate::on_db;
+    use crate::store::{now_ms, plans};
 
     async fn store_with(rows: &[(&str, &str, &str, &str)]) -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}", dir.path().join("node.db").display());
-        let db = Db::connect(&url, 4).await.unwrap();
-        let Db::Sqlite(pool) = &db else {
-            panic!("expected SQLite");
-        };
+        let (dir, db) = crate::store::test_db().await;
         for (kind, actor_id, key, fingerprint) in rows {
-            sqlx::query(
+            on_db!(&db, pool => sqlx::query(
                 "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
@@ -178,7 +205,8 @@ mod tests {
             .bind(now_ms())
             .execute(pool)
             .await
-            .unwrap();
+            .map(drop)
+            .unwrap());
         }
         (dir, db)
     }
@@ -227,23 +255,84 @@ mod tests {
     async fn a_failed_lookup_fails_its_callers_and_the_next_one_works_again() {
         let (_dir, db) = store_with(&[("wallet", "u1", "k1", "f1")]).await;
         let lookups = ReplyLookups::start(db.clone(), "wallet");
-        let Db::Sqlite(pool) = &db else {
-            panic!("expected SQLite");
-        };
-        sqlx::query("ALTER TABLE idempotency RENAME TO idempotency_away")
+        on_db!(&db, pool => sqlx::query("ALTER TABLE idempotency RENAME TO idempotency_away")
             .execute(pool)
             .await
-            .unwrap();
+            .map(drop)
+            .unwrap());
         let failed = lookups.get("u1", "k1").await;
         assert!(
             failed.is_err(),
             "a lookup against a missing table answered {failed:?}"
         );
-        sqlx::query("ALTER TABLE idempotency_away RENAME TO idempotency")
+        on_db!(&db, pool => sqlx::query("ALTER TABLE idempotency_away RENAME TO idempotency")
             .execute(pool)
             .await
-            .unwrap();
+            .map(drop)
+            .unwrap());
         let found = lookups.get("u1", "k1").await.unwrap().unwrap();
         assert_eq!(found.fingerprint, "f1");
+    }
+
+    /// However many keys are stored, and however stale the table's statistics, a lookup finds
+    /// each key through the primary key: it must not read the kind's other keys. (A hash join
+    /// over the whole table was PostgreSQL's pick while its statistics lagged, and made each
+    /// lookup cost as much as the table is long.)
+    #[tokio::test]
+    async fn a_lookup_reads_each_key_through_the_primary_key_however_large_the_table() {
+        let (_dir, db) = store_with(&[]).await;
+        // Far more rows than the statistics know of: none were gathered since the table was made.
+        let fill = format!(
+            "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, created_at) \
+             SELECT 'wallet', 'u' || (n % 500), 'k' || n, 'f', REPLY, 0 FROM {}",
+            plans::ONE_TO_50000
+        );
+        let batch: Vec<Wanted> = (0..KEYS_PER_LOOKUP)
+            .map(|n| Wanted {
+                actor_id: format!("u{}", n % 500),
+                key: format!("k{}", n * 97),
+                answer: oneshot::channel().0,
+            })
+            .collect();
+        let plan = match &db {
+            Db::Postgres(pool) => {
+                let fill = fill.replace("REPLY", "'\\x00'::bytea");
+                sqlx::query(&fill).execute(pool).await.unwrap();
+                let actors: Vec<&str> = batch.iter().map(|w| w.actor_id.as_str()).collect();
+                let keys: Vec<&str> = batch.iter().map(|w| w.key.as_str()).collect();
+                let plan: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {PG_LOOKUP}"))
+                    .bind("wallet")
+                    .bind(actors)
+                    .bind(keys)
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+                plans::text(plan, |(line,)| line)
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query(&fill.replace("REPLY", "X'00'"))
+                    .execute(pool)
+                    .await
+                    .unwrap();
+                let plan: Vec<(i64, i64, i64, String)> =
+                    sqlite_lookup("EXPLAIN QUERY PLAN ", "wallet", &batch)
+                        .build_query_as()
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                plans::text(plan, |row| row.3)
+            }
+        };
+        plans::assert_by_key(
+            &plan,
+            "idempotency",
+            "idempotency_pkey",
+            "sqlite_autoindex_idempotency_1",
+        );
+        // And the answers are still each caller's own.
+        let lookups = ReplyLookups::start(db, "wallet");
+        let found = lookups.get("u7", "k7").await.unwrap().unwrap();
+        assert_eq!(found.fingerprint, "f");
+        assert!(lookups.get("u8", "k7").await.unwrap().is_none());
     }
 }

@@ -70,7 +70,7 @@ pub async fn raise_epoch(db: &Db, kind: &str, actor_id: &str) -> Result<i64, Sto
     Ok(epoch)
 }
 
-/// Actors whose epochs one statement reads (two parameters each).
+/// Actors whose epochs one statement reads on SQLite (two parameters each).
 const EPOCHS_PER_STATEMENT: usize = 10_000;
 
 /// The journal store over the node's database.
@@ -98,11 +98,7 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
         // PostgreSQL: a shared lock on each epoch row makes an activation elsewhere wait for this
         // batch (then raise the epoch), so a stale batch can never commit after it. SQLite has
         // one writer at a time (the batch takes the write lock when it begins), which gives the
-        // same order. The epochs are read in one statement per chunk, not one per actor.
-        let lock = match self.db {
-            Db::Sqlite(_) => "",
-            Db::Postgres(_) => " FOR SHARE OF e",
-        };
+        // same order. The epochs are read in one statement, not one per actor.
         let mut epochs: BTreeMap<(&str, &str), (i64, Vec<u64>)> = BTreeMap::new();
         for actor in batch.iter().filter_map(|s| s.actor.as_ref()) {
             epochs
@@ -118,23 +114,7 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             .is_ok();
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(failed)?;
-            let mut rows: Vec<(String, String, i64)> = Vec::with_capacity(keys.len());
-            for chunk in keys.chunks(EPOCHS_PER_STATEMENT) {
-                let mut query = QueryBuilder::new(
-                    "SELECT e.kind, e.actor_id, e.epoch FROM actor_epochs e JOIN (");
-                query.push_values(chunk, |mut row, (kind, id)| {
-                    row.push_bind(*kind).push_bind(*id);
-                });
-                query.push(") AS v ON e.kind = v.column1 AND e.actor_id = v.column2");
-                query.push(lock);
-                let read: Vec<(String, String, i64)> = query
-                    .build_query_as()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(failed)?;
-                rows.extend(read);
-            }
+            let rows = read_epochs(&mut tx, &keys).await.map_err(failed)?;
             let stored: HashMap<(&str, &str), i64> = rows
                 .iter()
                 .map(|(kind, id, epoch)| ((kind.as_str(), id.as_str()), *epoch))
@@ -174,6 +154,79 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
     }
 }
 
+/// Each actor's stored fencing epoch, in the batch's transaction.
+trait ReadEpochs {
+    fn read_epochs(
+        &mut self,
+        keys: &[(&str, &str)],
+    ) -> impl std::future::Future<Output = Result<Vec<(String, String, i64)>, sqlx::Error>> + Send;
+}
+
+async fn read_epochs<T: ReadEpochs>(
+    tx: &mut T,
+    keys: &[(&str, &str)],
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    tx.read_epochs(keys).await
+}
+
+/// The epochs on PostgreSQL, locked `FOR SHARE`: the actors travel as two arrays (one statement
+/// shape whatever the batch), and each row is found through the primary key. The `LIMIT`
+/// keeps the planner from turning the lateral subquery into a join it could hash, which would
+/// read (and lock-check) the whole table whenever its statistics lag behind.
+const PG_EPOCHS: &str = "SELECT v.kind, v.actor_id, e.epoch \
+     FROM UNNEST($1::text[], $2::text[]) AS v(kind, actor_id) \
+     CROSS JOIN LATERAL (SELECT epoch FROM actor_epochs a \
+         WHERE a.kind = v.kind AND a.actor_id = v.actor_id LIMIT 1 FOR SHARE) AS e";
+
+impl ReadEpochs for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn read_epochs(
+        &mut self,
+        keys: &[(&str, &str)],
+    ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (kinds, ids): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+        sqlx::query_as(PG_EPOCHS)
+            .bind(kinds)
+            .bind(ids)
+            .fetch_all(&mut **self)
+            .await
+    }
+}
+
+/// The epochs of `keys` on SQLite, after `prefix` (`EXPLAIN QUERY PLAN`, in a test).
+fn sqlite_epochs<'a>(
+    prefix: &str,
+    keys: &'a [(&'a str, &'a str)],
+) -> QueryBuilder<'a, sqlx::Sqlite> {
+    let mut query = QueryBuilder::new(prefix);
+    query.push("SELECT e.kind, e.actor_id, e.epoch FROM actor_epochs e JOIN (");
+    query.push_values(keys, |mut row, (kind, id)| {
+        row.push_bind(*kind).push_bind(*id);
+    });
+    query.push(") AS v ON e.kind = v.column1 AND e.actor_id = v.column2");
+    query
+}
+
+impl ReadEpochs for sqlx::Transaction<'_, sqlx::Sqlite> {
+    async fn read_epochs(
+        &mut self,
+        keys: &[(&str, &str)],
+    ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+        let mut rows = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(EPOCHS_PER_STATEMENT) {
+            let read: Vec<(String, String, i64)> = sqlite_epochs("", chunk)
+                .build_query_as()
+                .persistent(false)
+                .fetch_all(&mut **self)
+                .await?;
+            rows.extend(read);
+        }
+        Ok(rows)
+    }
+}
+
 /// Borrow a transaction as the engine-neutral [`Tx`].
 pub trait ToTx {
     fn tx(&mut self) -> Tx<'_>;
@@ -193,4 +246,67 @@ impl ToTx for sqlx::Transaction<'_, sqlx::Postgres> {
 
 pub fn to_tx<T: ToTx>(tx: &mut T) -> Tx<'_> {
     tx.tx()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::plans;
+
+    /// The batch's epoch check finds each actor through the primary key, however many actors
+    /// there are and however stale the statistics: it must not read (and, on PostgreSQL,
+    /// lock-check) the whole table once per batch.
+    #[tokio::test]
+    async fn the_epoch_check_reads_each_actor_through_the_primary_key_however_large_the_table() {
+        let (_dir, db) = crate::store::test_db().await;
+        let fill = format!(
+            "INSERT INTO actor_epochs (kind, actor_id, epoch) SELECT 'wallet', 'u' || n, 1 FROM {}",
+            plans::ONE_TO_50000
+        );
+        let ids: Vec<String> = (0..300).map(|n| format!("u{}", n * 97 + 1)).collect();
+        let mut keys: Vec<(&str, &str)> = ids.iter().map(|id| ("wallet", id.as_str())).collect();
+        keys.push(("wallet", "nobody"));
+        let (plan, read) = match &db {
+            Db::Postgres(pool) => {
+                sqlx::query(&fill).execute(pool).await.unwrap();
+                let (kinds, ids): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+                let plan: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {PG_EPOCHS}"))
+                    .bind(kinds)
+                    .bind(ids)
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+                let mut tx = pool.begin_write().await.unwrap();
+                let read = read_epochs(&mut tx, &keys).await.unwrap();
+                (plans::text(plan, |(line,)| line), read)
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query(&fill).execute(pool).await.unwrap();
+                let plan: Vec<(i64, i64, i64, String)> =
+                    sqlite_epochs("EXPLAIN QUERY PLAN ", &keys)
+                        .build_query_as()
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                let mut tx = pool.begin_write().await.unwrap();
+                let read = read_epochs(&mut tx, &keys).await.unwrap();
+                (plans::text(plan, |row| row.3), read)
+            }
+        };
+        plans::assert_by_key(
+            &plan,
+            "actor_epochs",
+            "actor_epochs_pkey",
+            "sqlite_autoindex_actor_epochs_1",
+        );
+        assert_eq!(
+            read.len(),
+            300,
+            "one epoch per stored actor, none for the unknown one"
+        );
+        assert!(read
+            .iter()
+            .all(|(kind, id, epoch)| kind == "wallet" && ids.contains(id) && *epoch == 1));
+    }
 }

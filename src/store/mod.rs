@@ -163,3 +163,64 @@ impl Db {
         on_db!(self, pool => pool.close().await);
     }
 }
+
+/// A fresh, migrated store for a unit test: a new PostgreSQL database under
+/// `TEST_DATABASE_URL` when it is set (as the API tests do; `.ci/run` drops the `test_%`
+/// databases afterwards), otherwise a SQLite file in the returned directory.
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+pub(crate) async fn test_db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(base) => {
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&base)
+                .await
+                .expect("TEST_DATABASE_URL is set but PostgreSQL cannot be reached");
+            let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .expect("create a test database");
+            admin.close().await;
+            let (prefix, _) = base.rsplit_once('/').expect("a database URL has a path");
+            format!("{prefix}/{name}")
+        }
+        Err(_) => format!("sqlite:{}", dir.path().join("node.db").display()),
+    };
+    let db = Db::connect(&url, 4).await.expect("connect the test store");
+    (dir, db)
+}
+
+/// Checks of the query plans the hot statements get (see `idempotency` and `journal`).
+#[cfg(test)]
+pub(crate) mod plans {
+    /// The rows 1 to 50,000 on either engine, for filling a table in one statement.
+    pub const ONE_TO_50000: &str = "(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL \
+         SELECT n + 1 FROM s WHERE n < 50000) SELECT n FROM s) AS s";
+
+    /// The lines of an `EXPLAIN` (PostgreSQL) or `EXPLAIN QUERY PLAN` (SQLite), joined.
+    pub fn text<R>(rows: Vec<R>, line: impl Fn(R) -> String) -> String {
+        rows.into_iter().map(line).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Panics unless `plan` finds rows of `table` through `index` (PostgreSQL's name or
+    /// SQLite's), and reads none of it whole.
+    pub fn assert_by_key(plan: &str, table: &str, postgres_index: &str, sqlite_index: &str) {
+        let by_key = plan.contains(&format!("Index Scan using {postgres_index}"))
+            || plan.contains(&format!("Index Only Scan using {postgres_index}"))
+            || plan.contains(&format!("USING INDEX {sqlite_index}"))
+            || plan.contains(&format!("USING COVERING INDEX {sqlite_index}"));
+        assert!(
+            by_key,
+            "{table} is not read through {postgres_index}:\n{plan}"
+        );
+        for whole_table in ["Hash Join", "Seq Scan", "Bitmap", "SCAN i", "SCAN e"] {
+            assert!(
+                !plan.contains(whole_table),
+                "{table} is read whole ({whole_table}):\n{plan}"
+            );
+        }
+    }
+}
