@@ -31,6 +31,11 @@ start_node() {
   if [ "$backend" = postgres ]; then
     NODE_DB="node_$(date +%s%N)"
     psql "$PG_URL" -qc "CREATE DATABASE $NODE_DB" >/dev/null
+    # NODE_DB_SETTING: a server setting for this database's sessions only, as NAME=VALUE
+    # (profile.sh's statement log).
+    if [ -n "${NODE_DB_SETTING:-}" ]; then
+      psql "$PG_URL" -qc "ALTER DATABASE $NODE_DB SET ${NODE_DB_SETTING%%=*} = '${NODE_DB_SETTING#*=}'" >/dev/null
+    fi
     db_env=(DATABASE_URL="${PG_URL%/*}/$NODE_DB")
     redis_env=(REDIS_URL="$REDIS_URL_BENCH")
   fi

@@ -6,6 +6,11 @@
 #       perf call graphs of the node for SECS seconds, DELAY seconds into the scenario (after
 #       its setup); prints the node's CPU by part (loadtest/tools/perf_parts.py). Example:
 #       bash loadtest/profile.sh cpu 4 5 payments --users 200 --payments-per-user 400 --hot 3 --hot-share 0.2 --in-flight 8
+#   bash loadtest/profile.sh statements DELAY SECS SCENARIO [ARGS…]
+#       PostgreSQL's time by statement while the scenario runs, from the server log with every
+#       statement's duration logged for the node's database only (from DELAY to DELAY+SECS
+#       seconds into the scenario; loadtest/tools/pg_statements.py). Needs to read the server
+#       log: $PG_LOG, by default the newest /var/log/postgresql/*.log.
 #   bash loadtest/profile.sh heap [N_SMALL N_LARGE]
 #       the node under valgrind's DHAT twice, holding N_SMALL then N_LARGE idle connections
 #       (default 200 and 1200); prints the heap one idle connection holds, by allocation site
@@ -50,6 +55,24 @@ case "$mode" in
     stop_node
     perf script -i "$OUT/perf.data" 2>/dev/null | python3 loadtest/tools/perf_parts.py
     ;;
+  statements)
+    [ $# -ge 3 ] || { echo "usage: $0 statements DELAY SECS SCENARIO [ARGS…]" >&2; exit 2; }
+    delay=$1 secs=$2; shift 2
+    # shellcheck disable=SC2012
+    log="${PG_LOG:-$(ls -t /var/log/postgresql/*.log 2>/dev/null | head -1)}"
+    [ -r "$log" ] || { echo "FATAL: cannot read the PostgreSQL server log (set PG_LOG)" >&2; exit 1; }
+    NODE_DB_SETTING=log_min_duration_statement=0 start_node postgres
+    "$LOADTEST_BIN" --url "$URL" --codec msgpack --report-dir "$OUT" --label statements \
+      --setup-concurrency 32 "$@" &
+    load=$!
+    sleep "$delay"
+    from=$(($(stat -c %s "$log") + 1))
+    sleep "$secs"
+    tail -c +"$from" "$log" | head -c "$(($(stat -c %s "$log") - from + 1))" >"$OUT/statements.log"
+    wait "$load"
+    stop_node
+    python3 loadtest/tools/pg_statements.py "$OUT/statements.log"
+    ;;
   heap)
     small="${1:-200}" large="${2:-1200}"
     for n in "$small" "$large"; do
@@ -64,7 +87,7 @@ case "$mode" in
       "$small" "$large"
     ;;
   *)
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,21p' "$0" >&2
     exit 2
     ;;
 esac
