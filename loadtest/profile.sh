@@ -66,9 +66,11 @@ case "$mode" in
       --setup-concurrency 32 "$@" &
     load=$!
     sleep "$delay"
-    from=$(($(stat -c %s "$log") + 1))
+    from=$(stat -c %s "$log")
     sleep "$secs"
-    tail -c +"$from" "$log" | head -c "$(($(stat -c %s "$log") - from + 1))" >"$OUT/statements.log"
+    to=$(stat -c %s "$log")
+    dd if="$log" of="$OUT/statements.log" bs=1M iflag=skip_bytes,count_bytes skip="$from" \
+      count="$((to - from))" status=none
     wait "$load"
     stop_node
     python3 loadtest/tools/pg_statements.py "$OUT/statements.log"
