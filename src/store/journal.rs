@@ -114,7 +114,7 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             .is_ok();
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(failed)?;
-            let rows = read_epochs(&mut tx, &keys).await.map_err(failed)?;
+            let rows = tx.read_epochs(&keys).await.map_err(failed)?;
             let stored: HashMap<(&str, &str), i64> = rows
                 .iter()
                 .map(|(kind, id, epoch)| ((kind.as_str(), id.as_str()), *epoch))
@@ -160,13 +160,6 @@ trait ReadEpochs {
         &mut self,
         keys: &[(&str, &str)],
     ) -> impl std::future::Future<Output = Result<Vec<(String, String, i64)>, sqlx::Error>> + Send;
-}
-
-async fn read_epochs<T: ReadEpochs>(
-    tx: &mut T,
-    keys: &[(&str, &str)],
-) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    tx.read_epochs(keys).await
 }
 
 /// The epochs on PostgreSQL, locked `FOR SHARE`: the actors travel as two arrays (one statement
@@ -278,7 +271,7 @@ mod tests {
                     .await
                     .unwrap();
                 let mut tx = pool.begin_write().await.unwrap();
-                let read = read_epochs(&mut tx, &keys).await.unwrap();
+                let read = tx.read_epochs(&keys).await.unwrap();
                 (plans::text(plan, |(line,)| line), read)
             }
             Db::Sqlite(pool) => {
@@ -290,7 +283,7 @@ mod tests {
                         .await
                         .unwrap();
                 let mut tx = pool.begin_write().await.unwrap();
-                let read = read_epochs(&mut tx, &keys).await.unwrap();
+                let read = tx.read_epochs(&keys).await.unwrap();
                 (plans::text(plan, |row| row.3), read)
             }
         };
