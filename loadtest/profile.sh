@@ -11,6 +11,10 @@
 #       statement's duration logged for the node's database only (from DELAY to DELAY+SECS
 #       seconds into the scenario; loadtest/tools/pg_statements.py). Needs to read the server
 #       log: $PG_LOG, by default the newest /var/log/postgresql/*.log.
+#   bash loadtest/profile.sh threads DELAY SECS SCENARIO [ARGS…]
+#       the machine's CPU for SECS seconds, DELAY seconds into the scenario: the node by thread
+#       (HTTP workers, actor arbiters, the main thread with the journal writer), every other
+#       process by name, and idle (loadtest/tools/cpu_by_thread.py).
 #   bash loadtest/profile.sh heap [N_SMALL N_LARGE]
 #       the node under valgrind's DHAT twice, holding N_SMALL then N_LARGE idle connections
 #       (default 200 and 1200); prints the heap one idle connection holds, by allocation site
@@ -55,6 +59,17 @@ case "$mode" in
     stop_node
     perf script -i "$OUT/perf.data" 2>/dev/null | python3 loadtest/tools/perf_parts.py
     ;;
+  threads)
+    [ $# -ge 3 ] || { echo "usage: $0 threads DELAY SECS SCENARIO [ARGS…]" >&2; exit 2; }
+    delay=$1 secs=$2; shift 2
+    start_node postgres
+    "$LOADTEST_BIN" --url "$URL" --codec msgpack --report-dir "$OUT" --label threads \
+      --setup-concurrency 32 "$@" &
+    load=$!
+    sleep "$delay"
+    python3 loadtest/tools/cpu_by_thread.py "$NODE_PID" "$secs"
+    wait "$load"
+    ;;
   statements)
     [ $# -ge 3 ] || { echo "usage: $0 statements DELAY SECS SCENARIO [ARGS…]" >&2; exit 2; }
     delay=$1 secs=$2; shift 2
@@ -89,7 +104,7 @@ case "$mode" in
       "$small" "$large"
     ;;
   *)
-    sed -n '2,21p' "$0" >&2
+    sed -n '2,25p' "$0" >&2
     exit 2
     ;;
 esac
