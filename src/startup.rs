@@ -15,6 +15,7 @@ use actors::journal::{spawn_writer, JournalHandle, JournalSettings};
 use actors::registry::ArbiterPool;
 use actors::DomainEvent;
 use anyhow::Context as _;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
@@ -65,7 +66,7 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     journal: JournalHandle<DomainEvent>,
-    writer: tokio::task::JoinHandle<()>,
+    writer: JournalThread,
     arbiters: ArbiterPool,
     fail_next: Arc<AtomicU32>,
     stop: CancellationToken,
@@ -103,16 +104,18 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let fail_next = Arc::new(AtomicU32::new(0));
         let fanout = Arc::new(Fanout::new(Arc::clone(&bus)));
-        let (journal, writer) = spawn_writer(
+        let (journal, writer) = start_journal(
             JournalSettings {
                 batch_max: settings.journal_batch_max,
                 batch_window: settings.journal_batch_window(),
                 queue_max: settings.journal_queue_max,
             },
-            Arc::new(SqlJournal::new(db.clone(), Arc::clone(&fail_next))),
+            &db,
+            Arc::clone(&fail_next),
             Arc::clone(&fanout),
             Arc::clone(&metrics),
-        );
+        )
+        .await?;
         let arbiters = ArbiterPool::start(Settings::threads(settings.actor_arbiters));
         let wallets = Wallets::new(
             db.clone(),
@@ -242,11 +245,86 @@ impl Application {
         }
         drop(self.journal);
         self.arbiters.stop();
-        let _ = tokio::time::timeout(grace, self.writer).await;
+        let _ = tokio::time::timeout(grace, self.writer.done).await;
         self.state.db.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Connections of the journal writer's own pool: it commits one batch at a time.
+const JOURNAL_CONNECTIONS: u32 = 2;
+
+/// The journal writer's thread, seen from the node.
+struct JournalThread {
+    /// Ends once the writer and its pool are done.
+    done: oneshot::Receiver<()>,
+    /// Dropped with the node. A node dropped without being stopped (a test whose runtime
+    /// ends) ends the writer's thread too, as it ended a writer task on that runtime before,
+    /// instead of leaving it holding database connections.
+    _alive: oneshot::Sender<()>,
+}
+
+/// Start the journal writer on a thread of its own, with a runtime and a database pool of its
+/// own. On the main runtime it waited behind the publishing task and the bus between its
+/// statements (a batch's statements were half of its time), and its pooled connections could
+/// be driven by a busy HTTP worker's reactor.
+async fn start_journal(
+    settings: JournalSettings,
+    db: &Db,
+    fail_next: Arc<AtomicU32>,
+    sink: Arc<Fanout>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(JournalHandle<DomainEvent>, JournalThread)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the journal writer's runtime")?;
+    let (ready_tx, ready) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    let (alive, dropped) = oneshot::channel::<()>();
+    let db = db.clone();
+    std::thread::Builder::new()
+        .name("journal".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let own = match db.own_pool(JOURNAL_CONNECTIONS).await {
+                    Ok(own) => own,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let store = Arc::new(SqlJournal::new(own.clone(), fail_next));
+                let (handle, mut task) = spawn_writer(settings, store, sink, metrics);
+                if ready_tx.send(Ok(handle)).is_ok() {
+                    tokio::select! {
+                        _ = &mut task => {}
+                        _ = dropped => {
+                            task.abort();
+                            let _ = task.await;
+                        }
+                    }
+                }
+                // A SQLite "own" pool is the shared one, which the node closes itself.
+                if matches!(own, Db::Postgres(_)) {
+                    own.close().await;
+                }
+            });
+            let _ = done_tx.send(());
+        })
+        .context("starting the journal writer's thread")?;
+    let handle = ready
+        .await
+        .context("the journal writer's thread ended before it started")?
+        .context("connecting the journal writer")?;
+    Ok((
+        handle,
+        JournalThread {
+            done,
+            _alive: alive,
+        },
+    ))
 }
 
 async fn signal() {

@@ -162,6 +162,25 @@ impl Db {
     pub async fn close(&self) {
         on_db!(self, pool => pool.close().await);
     }
+
+    /// A pool of its own, of at most `connections`, to the same database, for a task that
+    /// runs on a runtime of its own (the journal writer): on PostgreSQL its connections are
+    /// opened from that runtime, so their sockets are driven by it and not by whichever busy
+    /// HTTP worker happened to open a shared connection. On SQLite, the same pool: its
+    /// connections run on threads of their own anyway, and the file has one writer at a time.
+    /// Call it on the runtime that will use the pool.
+    pub async fn own_pool(&self, connections: u32) -> Result<Db, StoreError> {
+        Ok(match self {
+            Db::Sqlite(pool) => Db::Sqlite(pool.clone()),
+            Db::Postgres(pool) => Db::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(connections.max(1))
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(pool.connect_options().as_ref().clone())
+                    .await?,
+            ),
+        })
+    }
 }
 
 /// A fresh, migrated store for a unit test: a new PostgreSQL database under

@@ -106,3 +106,39 @@ async fn a_failed_batch_keeps_nothing_and_loses_nothing() {
         "{text}"
     );
 }
+
+#[actix_web::test]
+async fn what_was_acknowledged_survives_a_restart_and_the_journal_stops_with_the_node() {
+    // The journal writer runs on a thread of its own with a pool of its own: stopping the node
+    // must end it after it committed what it acknowledged, and a node started again on the
+    // same database must find all of it and write on.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::helpers::test_settings(dir.path()).await;
+    let first = crate::helpers::start(settings.clone(), tempfile::tempdir().unwrap()).await;
+    let user = first.user().await;
+    let deposits = (0..50).map(|i| {
+        let (node, token) = (&first, &user.token);
+        async move {
+            deposit(node, token, &format!("before-{i}"), "2")
+                .await
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(deposits).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    first.shutdown.shutdown();
+    first.stopped.await.unwrap().unwrap();
+
+    let second = crate::helpers::start(settings, tempfile::tempdir().unwrap()).await;
+    // The same request id again is the stored reply, not a second deposit.
+    let replayed = deposit(&second, &user.token, "before-0", "2").await;
+    assert_eq!(replayed.status(), 200);
+    let more = deposit(&second, &user.token, "after", "1").await;
+    assert_eq!(more.status(), 200);
+    let more: Value = more.json().await.unwrap();
+    assert_eq!(more["meta"]["wallet_balance"], "101");
+    let (sums, negative) = second.audit().await;
+    assert_eq!(sums, vec![("EVG".to_owned(), 0)]);
+    assert_eq!(negative, 0);
+    drop(dir);
+}
