@@ -38,7 +38,12 @@ pub struct TransactionRow {
 
 /// Every transaction, as rows of one shape: requests, then direct payments (those settling no
 /// request). `{requests}` and `{payments}` are the extra conditions of each side.
-fn transactions_sql(requests: &str, payments: &str, tail: &str) -> String {
+///
+/// The transfers side's ids are in the database's collation (see [`in_default_collation`]),
+/// so that the union's transaction ids meet `evergreen_feedback`'s index, and are ordered,
+/// as the requests side's are.
+fn transactions_sql(db: &Db, requests: &str, payments: &str, tail: &str) -> String {
+    let c = in_default_collation(db);
     format!(
         "SELECT t.transaction_id, t.status, t.request_at, t.payment_at, t.amount, t.payor, \
          t.payee, t.description, t.sort_at, f.kind AS feedback, \
@@ -51,8 +56,8 @@ fn transactions_sql(requests: &str, payments: &str, tail: &str) -> String {
              r.description AS description, r.created_at AS sort_at \
            FROM payment_requests r WHERE r.currency = 'EVG' AND {requests} \
            UNION ALL \
-           SELECT p.id, 'completed', NULL, p.created_at, p.amount, p.debit_id, p.credit_id, \
-             p.description, p.created_at \
+           SELECT p.id{c}, 'completed', NULL, p.created_at, p.amount, p.debit_id{c}, \
+             p.credit_id{c}, p.description, p.created_at \
            FROM transfers p WHERE p.kind IN {PAYMENT_KINDS} AND p.debit_kind = 'user' \
              AND p.credit_kind = 'user' AND p.currency = 'EVG' \
              AND (p.reference IS NULL OR NOT EXISTS \
@@ -60,6 +65,18 @@ fn transactions_sql(requests: &str, payments: &str, tail: &str) -> String {
              AND {payments} \
          ) t LEFT JOIN evergreen_feedback f ON f.transaction_id = t.transaction_id {tail}"
     )
+}
+
+/// On PostgreSQL `transfers` keys are byte-ordered (`COLLATE "C"`, migration 0011), and
+/// everything else is in the database's collation. A `UNION` of the two that is then joined
+/// to another table's index names the database's collation, or the join cannot use the
+/// index (an equality between a "C" value and a default-collation index is a filter, not a
+/// probe). SQLite has one collation.
+fn in_default_collation(db: &Db) -> &'static str {
+    match db {
+        Db::Postgres(_) => " COLLATE \"default\"",
+        Db::Sqlite(_) => "",
+    }
 }
 
 /// How many transactions the user is a party to.
@@ -90,6 +107,7 @@ pub async fn transactions(
     limit: i64,
 ) -> Result<Vec<TransactionRow>, StoreError> {
     let sql = transactions_sql(
+        db,
         "(r.payor = $1 OR r.payee = $1)",
         "(p.debit_id = $1 OR p.credit_id = $1)",
         "ORDER BY t.sort_at DESC, t.transaction_id DESC LIMIT $2 OFFSET $3",
@@ -110,6 +128,7 @@ pub async fn transaction(
     transaction_id: &str,
 ) -> Result<Option<TransactionRow>, StoreError> {
     let sql = transactions_sql(
+        db,
         "r.transaction_id = $2 AND (r.payor = $1 OR r.payee = $1)",
         "p.id = $2 AND (p.debit_id = $1 OR p.credit_id = $1)",
         "",
@@ -265,23 +284,16 @@ pub async fn search(
         .await?))
 }
 
-/// The active users `user_id` most recently transacted with (paid, was paid by, asked, was
-/// asked by), with the time of the latest; looks at most `scan` of the newest records of each
-/// kind.
-#[tracing::instrument(skip(db))]
-pub async fn recent_partners(
-    db: &Db,
-    user_id: &str,
-    scan: i64,
-    limit: i64,
-) -> Result<Vec<(String, i64)>, StoreError> {
-    let sql = format!(
+/// The query of [`recent_partners`]: `$1` the user, `$2` the scan, `$3` the limit.
+fn recent_partners_sql(db: &Db) -> String {
+    let c = in_default_collation(db);
+    format!(
         "SELECT x.partner, MAX(x.ts) AS last_at FROM ( \
-           SELECT * FROM (SELECT credit_id AS partner, created_at AS ts FROM transfers \
+           SELECT * FROM (SELECT credit_id{c} AS partner, created_at AS ts FROM transfers \
              WHERE debit_kind = 'user' AND debit_id = $1 AND credit_kind = 'user' \
              AND kind IN {PAYMENT_KINDS} ORDER BY seq DESC LIMIT $2) a \
            UNION ALL \
-           SELECT * FROM (SELECT debit_id, created_at FROM transfers \
+           SELECT * FROM (SELECT debit_id{c}, created_at FROM transfers \
              WHERE credit_kind = 'user' AND credit_id = $1 AND debit_kind = 'user' \
              AND kind IN {PAYMENT_KINDS} ORDER BY seq DESC LIMIT $2) b \
            UNION ALL \
@@ -293,7 +305,20 @@ pub async fn recent_partners(
          ) x JOIN users u ON u.id = x.partner \
          WHERE u.is_active = TRUE AND x.partner <> $1 \
          GROUP BY x.partner ORDER BY MAX(x.ts) DESC, x.partner LIMIT $3"
-    );
+    )
+}
+
+/// The active users `user_id` most recently transacted with (paid, was paid by, asked, was
+/// asked by), with the time of the latest; looks at most `scan` of the newest records of each
+/// kind.
+#[tracing::instrument(skip(db))]
+pub async fn recent_partners(
+    db: &Db,
+    user_id: &str,
+    scan: i64,
+    limit: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let sql = recent_partners_sql(db);
     Ok(on_db!(db, pool => sqlx::query_as(&sql)
         .bind(user_id)
         .bind(scan)
@@ -407,4 +432,118 @@ pub async fn exchange_rates(db: &Db, limit: i64) -> Result<Vec<(String, String, 
         .bind(limit)
         .fetch_all(pool)
         .await?))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::store::plans;
+
+    /// The plan of `sql` with the history's three parameters, on either engine.
+    async fn plan_of(db: &Db, sql: &str) -> String {
+        match db {
+            Db::Postgres(pool) => {
+                let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {sql}"))
+                    .bind("u1")
+                    .bind(50_i64)
+                    .bind(20_i64)
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+                plans::text(rows, |(line,)| line)
+            }
+            Db::Sqlite(pool) => {
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                        .bind("u1")
+                        .bind(50_i64)
+                        .bind(20_i64)
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                plans::text(rows, |row| row.3)
+            }
+        }
+    }
+
+    /// Panics unless `plan` probes `table` by its key and never reads it whole.
+    fn assert_probed(
+        plan: &str,
+        table: &str,
+        alias: &str,
+        postgres_index: &str,
+        sqlite_index: &str,
+    ) {
+        assert!(
+            plan.contains(&format!("using {postgres_index} on {table}"))
+                || plan.contains(&format!("SEARCH {alias} USING INDEX {sqlite_index}"))
+                || plan.contains(&format!(
+                    "SEARCH {alias} USING COVERING INDEX {sqlite_index}"
+                )),
+            "{table} is not probed by its key:\n{plan}"
+        );
+        assert!(
+            !plan.contains(&format!("Seq Scan on {table}"))
+                && !plan.contains(&format!("SCAN {alias}\n"))
+                && !plan.ends_with(&format!("SCAN {alias}")),
+            "{table} is read whole:\n{plan}"
+        );
+    }
+
+    /// On PostgreSQL the transfers' keys are byte-ordered and the users' and the feedback's
+    /// are not (migration 0011): the history's unions must still meet those tables' indexes,
+    /// here 50,000 users and as many feedbacks, and not read them whole for every request.
+    #[tokio::test]
+    async fn the_history_probes_users_and_feedback_by_key() {
+        let (_dir, db) = crate::store::test_db().await;
+        let fill = [
+            format!(
+                "INSERT INTO users (id, email, email_lower, fullname, role_id, created_at, \
+                 updated_at) SELECT 'u' || n, 'u' || n || '@example.com', \
+                 'u' || n || '@example.com', 'U', 'user', 0, 0 FROM {}",
+                plans::ONE_TO_50000
+            ),
+            format!(
+                "INSERT INTO evergreen_feedback (transaction_id, payor, payee, kind, created_at) \
+                 SELECT 't' || n, 'u1', 'u2', 'positive', 0 FROM {}",
+                plans::ONE_TO_50000
+            ),
+            "INSERT INTO transfers (id, kind, debit_kind, debit_id, credit_kind, credit_id, \
+             currency, amount, created_at) VALUES ('t1', 'payment', 'user', 'u1', 'user', 'u2', \
+             'EVG', 1, 0)"
+                .to_owned(),
+            "ANALYZE".to_owned(),
+        ];
+        for statement in &fill {
+            crate::on_db!(&db, pool => sqlx::query(statement).execute(pool).await.map(drop).unwrap());
+        }
+        let partners = plan_of(&db, &recent_partners_sql(&db)).await;
+        assert_probed(
+            &partners,
+            "users",
+            "u",
+            "users_pkey",
+            "sqlite_autoindex_users_1",
+        );
+        let history = transactions_sql(
+            &db,
+            "(r.payor = $1 OR r.payee = $1)",
+            "(p.debit_id = $1 OR p.credit_id = $1)",
+            "ORDER BY t.sort_at DESC, t.transaction_id DESC LIMIT $2 OFFSET $3",
+        );
+        let history = plan_of(&db, &history).await;
+        assert_probed(
+            &history,
+            "evergreen_feedback",
+            "f",
+            "evergreen_feedback_pkey",
+            "sqlite_autoindex_evergreen_feedback_1",
+        );
+        // And the answers: the one transfer, with u2 its partner.
+        let found = recent_partners(&db, "u1", 50, 20).await.unwrap();
+        assert_eq!(found, vec![("u2".to_owned(), 0)]);
+        let rows = transactions(&db, "u1", 0, 20).await.unwrap();
+        assert_eq!(rows.len(), 1);
+    }
 }
