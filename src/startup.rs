@@ -276,10 +276,6 @@ async fn start_journal(
     sink: Arc<Fanout>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(JournalHandle<DomainEvent>, JournalThread)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("building the journal writer's runtime")?;
     let (ready_tx, ready) = oneshot::channel();
     let (done_tx, done) = oneshot::channel();
     let (alive, dropped) = oneshot::channel::<()>();
@@ -287,11 +283,28 @@ async fn start_journal(
     std::thread::Builder::new()
         .name("journal".into())
         .spawn(move || {
+            // Built here, not by the caller: a runtime may not be dropped inside another one,
+            // which is what a failed spawn would have done with it.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = ready_tx
+                        .send(Err(anyhow::Error::new(error)
+                            .context("building the journal writer's runtime")));
+                    return;
+                }
+            };
             runtime.block_on(async move {
                 let own = match db.own_pool(JOURNAL_CONNECTIONS).await {
                     Ok(own) => own,
                     Err(error) => {
-                        let _ = ready_tx.send(Err(error));
+                        let _ =
+                            ready_tx
+                                .send(Err(anyhow::Error::new(error)
+                                    .context("connecting the journal writer")));
                         return;
                     }
                 };
@@ -299,7 +312,12 @@ async fn start_journal(
                 let (handle, mut task) = spawn_writer(settings, store, sink, metrics);
                 if ready_tx.send(Ok(handle)).is_ok() {
                     tokio::select! {
-                        _ = &mut task => {}
+                        ended = &mut task => {
+                            if let Err(error) = ended {
+                                // Every write after this is refused (`ShuttingDown`): say why.
+                                tracing::error!(%error, "the journal writer ended abnormally");
+                            }
+                        }
                         _ = dropped => {
                             task.abort();
                             let _ = task.await;
@@ -316,8 +334,7 @@ async fn start_journal(
         .context("starting the journal writer's thread")?;
     let handle = ready
         .await
-        .context("the journal writer's thread ended before it started")?
-        .context("connecting the journal writer")?;
+        .context("the journal writer's thread ended before it started")??;
     Ok((
         handle,
         JournalThread {

@@ -130,9 +130,7 @@ impl Db {
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(connections_max.max(1))
-                .acquire_timeout(Duration::from_secs(5))
+            let pool = pg_pool_options(connections_max)
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -163,7 +161,8 @@ impl Db {
         on_db!(self, pool => pool.close().await);
     }
 
-    /// A pool of its own, of at most `connections`, to the same database, for a task that
+    /// A pool of its own, of at most `connections`, to the same database (its connections
+    /// named [`OWN_POOL_APPLICATION_NAME`]), for a task that
     /// runs on a runtime of its own (the journal writer): on PostgreSQL its connections are
     /// opened from that runtime, so their sockets are driven by it and not by whichever busy
     /// HTTP worker happened to open a shared connection. On SQLite, the same pool: its
@@ -173,14 +172,28 @@ impl Db {
         Ok(match self {
             Db::Sqlite(pool) => Db::Sqlite(pool.clone()),
             Db::Postgres(pool) => Db::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(connections.max(1))
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(pool.connect_options().as_ref().clone())
+                pg_pool_options(connections)
+                    .connect_with(
+                        pool.connect_options()
+                            .as_ref()
+                            .clone()
+                            .application_name(OWN_POOL_APPLICATION_NAME),
+                    )
                     .await?,
             ),
         })
     }
+}
+
+/// How a pool of its own names its PostgreSQL connections (`pg_stat_activity`), so that
+/// the journal writer's connections can be told from the rest.
+pub const OWN_POOL_APPLICATION_NAME: &str = "node journal";
+
+/// The node's PostgreSQL pools, shared and own, are made alike.
+fn pg_pool_options(connections_max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(connections_max.max(1))
+        .acquire_timeout(Duration::from_secs(5))
 }
 
 /// A fresh, migrated store for a unit test: a new PostgreSQL database under

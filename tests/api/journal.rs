@@ -2,7 +2,45 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_node_with, TestNode};
+use crate::helpers::{spawn_node_with, TestNode, WAIT};
+
+/// On PostgreSQL, how many of the journal writer's own connections are open to the node's
+/// database (they carry `node::store::OWN_POOL_APPLICATION_NAME`); `None` on SQLite, where
+/// the writer shares the node's pool.
+async fn journal_connections(database_url: &str) -> Option<i64> {
+    use sqlx::Connection;
+    let (_, database) = database_url.rsplit_once('/')?;
+    if !database_url.starts_with("postgres") {
+        return None;
+    }
+    let mut admin = sqlx::PgConnection::connect(database_url).await.unwrap();
+    let count = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+    )
+    .bind(database)
+    .bind(node::store::OWN_POOL_APPLICATION_NAME)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    Some(count)
+}
+
+/// Waits, at most [`WAIT`], until the journal writer holds no connection of its own (at
+/// once on SQLite, where it has none).
+async fn until_journal_disconnects(database_url: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while let Some(open) = journal_connections(database_url).await {
+        if open == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the journal writer still holds {open} connections"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
 
 /// Sum of a Prometheus counter or histogram count line.
 fn metric(text: &str, name: &str) -> f64 {
@@ -126,8 +164,16 @@ async fn what_was_acknowledged_survives_a_restart_and_the_journal_stops_with_the
     });
     let statuses = futures_util::future::join_all(deposits).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    if let Some(open) = journal_connections(&first.database_url).await {
+        assert!(open >= 1, "the journal writer has no connection of its own");
+    }
     first.shutdown.shutdown();
     first.stopped.await.unwrap().unwrap();
+    // Stopped means the writer's thread closed its pool, not merely that the grace passed.
+    assert_eq!(
+        journal_connections(&first.database_url).await.unwrap_or(0),
+        0
+    );
 
     let second = crate::helpers::start(settings, tempfile::tempdir().unwrap()).await;
     // The same request id again is the stored reply, not a second deposit.
@@ -137,6 +183,34 @@ async fn what_was_acknowledged_survives_a_restart_and_the_journal_stops_with_the
     assert_eq!(more.status(), 200);
     let more: Value = more.json().await.unwrap();
     assert_eq!(more["meta"]["wallet_balance"], "101");
+    let (sums, negative) = second.audit().await;
+    assert_eq!(sums, vec![("EVG".to_owned(), 0)]);
+    assert_eq!(negative, 0);
+    drop(dir);
+}
+
+#[actix_web::test]
+async fn a_node_dropped_without_stopping_leaves_its_database_to_the_next_one() {
+    // The node's future is dropped, with nothing flushed or closed in order (the registries
+    // and their journal handles live on). Its journal writer, on a thread of its own, must
+    // end with it and close its own pool (on PostgreSQL, where it has one: counted in
+    // pg_stat_activity), and what it had acknowledged must be there for the next node.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::helpers::test_settings(dir.path()).await;
+    let first = crate::helpers::start(settings.clone(), tempfile::tempdir().unwrap()).await;
+    let user = first.user().await;
+    assert_eq!(
+        deposit(&first, &user.token, "first", "3").await.status(),
+        200
+    );
+    first.stopped.abort();
+    until_journal_disconnects(&first.database_url).await;
+
+    let second = crate::helpers::start(settings, tempfile::tempdir().unwrap()).await;
+    let more = deposit(&second, &user.token, "second", "4").await;
+    assert_eq!(more.status(), 200);
+    let more: Value = more.json().await.unwrap();
+    assert_eq!(more["meta"]["wallet_balance"], "7");
     let (sums, negative) = second.audit().await;
     assert_eq!(sums, vec![("EVG".to_owned(), 0)]);
     assert_eq!(negative, 0);
