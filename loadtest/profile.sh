@@ -45,14 +45,21 @@ NODE_STOP_TICKS=480
 cleanup() { stop_node; rm -rf "$TMP"; }
 trap cleanup EXIT
 
+# load_in_background LABEL SCENARIO [ARGS…]: the load generator against the node, in the
+# background (its pid in $load).
+load_in_background() {
+  local label=$1; shift
+  "$LOADTEST_BIN" --url "$URL" --codec msgpack --report-dir "$OUT" --label "$label" \
+    --setup-concurrency 32 "$@" &
+  load=$!
+}
+
 case "$mode" in
   cpu)
     [ $# -ge 3 ] || { echo "usage: $0 cpu DELAY SECS SCENARIO [ARGS…]" >&2; exit 2; }
     delay=$1 secs=$2; shift 2
     start_node postgres
-    "$LOADTEST_BIN" --url "$URL" --codec msgpack --report-dir "$OUT" --label profile \
-      --setup-concurrency 32 "$@" &
-    load=$!
+    load_in_background profile "$@"
     sleep "$delay"
     perf record -F 199 --call-graph dwarf -o "$OUT/perf.data" -p "$NODE_PID" -- sleep "$secs"
     wait "$load"
@@ -63,9 +70,7 @@ case "$mode" in
     [ $# -ge 3 ] || { echo "usage: $0 threads DELAY SECS SCENARIO [ARGS…]" >&2; exit 2; }
     delay=$1 secs=$2; shift 2
     start_node postgres
-    "$LOADTEST_BIN" --url "$URL" --codec msgpack --report-dir "$OUT" --label threads \
-      --setup-concurrency 32 "$@" &
-    load=$!
+    load_in_background threads "$@"
     sleep "$delay"
     python3 loadtest/tools/cpu_by_thread.py "$NODE_PID" "$secs"
     wait "$load"
@@ -77,9 +82,7 @@ case "$mode" in
     log="${PG_LOG:-$(ls -t /var/log/postgresql/*.log 2>/dev/null | head -1)}"
     [ -r "$log" ] || { echo "FATAL: cannot read the PostgreSQL server log (set PG_LOG)" >&2; exit 1; }
     NODE_DB_SETTING=log_min_duration_statement=0 start_node postgres
-    "$LOADTEST_BIN" --url "$URL" --codec msgpack --report-dir "$OUT" --label statements \
-      --setup-concurrency 32 "$@" &
-    load=$!
+    load_in_background statements "$@"
     sleep "$delay"
     from=$(stat -c %s "$log")
     sleep "$secs"

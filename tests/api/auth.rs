@@ -528,13 +528,12 @@ async fn the_public_key_verifies_issued_tokens() {
 
 #[actix_web::test]
 async fn the_signing_key_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = crate::helpers::test_settings(dir.path()).await;
-    let first = crate::helpers::start(settings.clone(), tempfile::tempdir().unwrap()).await;
+    let (dir, settings) = crate::helpers::restartable_settings().await;
+    let first = crate::helpers::start_on(&settings).await;
     let user = first.user().await;
     first.shutdown.shutdown();
     first.stopped.await.unwrap().unwrap();
-    let second = crate::helpers::start(settings, tempfile::tempdir().unwrap()).await;
+    let second = crate::helpers::start_on(&settings).await;
     assert_eq!(
         second
             .get_with_token("/auth-api/currentuser", &user.token)

@@ -84,6 +84,19 @@ pub async fn spawn_node_with(tweak: impl FnOnce(&mut Settings)) -> TestNode {
     start(settings, dir).await
 }
 
+/// Settings for nodes that take turns on one database and data directory (a restart), each
+/// started with [`start_on`]. The directory holds both and must outlive the nodes.
+pub async fn restartable_settings() -> (tempfile::TempDir, Settings) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path()).await;
+    (dir, settings)
+}
+
+/// A node with exactly these settings, and a scratch directory of its own.
+pub async fn start_on(settings: &Settings) -> TestNode {
+    start(settings.clone(), tempfile::tempdir().unwrap()).await
+}
+
 /// Start a node with exactly these settings.
 pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestNode {
     let database_url = settings.database_url.clone();

@@ -42,6 +42,14 @@ async fn until_journal_disconnects(database_url: &str) {
     }
 }
 
+/// The node's ledger, read from its database: EVG sums to zero and no balance is below
+/// what it holds.
+async fn assert_ledger_balanced(node: &TestNode) {
+    let (sums, negative) = node.audit().await;
+    assert_eq!(sums, vec![("EVG".to_owned(), 0)]);
+    assert_eq!(negative, 0);
+}
+
 /// Sum of a Prometheus counter or histogram count line.
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
@@ -135,9 +143,7 @@ async fn a_failed_batch_keeps_nothing_and_loses_nothing() {
     let again = deposit(&node, &user.token, "second", "5").await;
     let again: Value = again.json().await.unwrap();
     assert_eq!(again, retried);
-    let (sums, negative) = node.audit().await;
-    assert_eq!(sums, vec![("EVG".to_owned(), 0)]);
-    assert_eq!(negative, 0);
+    assert_ledger_balanced(&node).await;
     let text = node.metrics().await;
     assert!(
         metric(&text, "node_journal_batches_total{result=\"failed\"}") >= 1.0,
@@ -150,9 +156,8 @@ async fn what_was_acknowledged_survives_a_restart_and_the_journal_stops_with_the
     // The journal writer runs on a thread of its own with a pool of its own: stopping the node
     // must end it after it committed what it acknowledged, and a node started again on the
     // same database must find all of it and write on.
-    let dir = tempfile::tempdir().unwrap();
-    let settings = crate::helpers::test_settings(dir.path()).await;
-    let first = crate::helpers::start(settings.clone(), tempfile::tempdir().unwrap()).await;
+    let (dir, settings) = crate::helpers::restartable_settings().await;
+    let first = crate::helpers::start_on(&settings).await;
     let user = first.user().await;
     let deposits = (0..50).map(|i| {
         let (node, token) = (&first, &user.token);
@@ -175,7 +180,7 @@ async fn what_was_acknowledged_survives_a_restart_and_the_journal_stops_with_the
         0
     );
 
-    let second = crate::helpers::start(settings, tempfile::tempdir().unwrap()).await;
+    let second = crate::helpers::start_on(&settings).await;
     // The same request id again is the stored reply, not a second deposit.
     let replayed = deposit(&second, &user.token, "before-0", "2").await;
     assert_eq!(replayed.status(), 200);
@@ -183,9 +188,7 @@ async fn what_was_acknowledged_survives_a_restart_and_the_journal_stops_with_the
     assert_eq!(more.status(), 200);
     let more: Value = more.json().await.unwrap();
     assert_eq!(more["meta"]["wallet_balance"], "101");
-    let (sums, negative) = second.audit().await;
-    assert_eq!(sums, vec![("EVG".to_owned(), 0)]);
-    assert_eq!(negative, 0);
+    assert_ledger_balanced(&second).await;
     drop(dir);
 }
 
@@ -195,9 +198,8 @@ async fn a_node_dropped_without_stopping_leaves_its_database_to_the_next_one() {
     // and their journal handles live on). Its journal writer, on a thread of its own, must
     // end with it and close its own pool (on PostgreSQL, where it has one: counted in
     // pg_stat_activity), and what it had acknowledged must be there for the next node.
-    let dir = tempfile::tempdir().unwrap();
-    let settings = crate::helpers::test_settings(dir.path()).await;
-    let first = crate::helpers::start(settings.clone(), tempfile::tempdir().unwrap()).await;
+    let (dir, settings) = crate::helpers::restartable_settings().await;
+    let first = crate::helpers::start_on(&settings).await;
     let user = first.user().await;
     assert_eq!(
         deposit(&first, &user.token, "first", "3").await.status(),
@@ -206,13 +208,11 @@ async fn a_node_dropped_without_stopping_leaves_its_database_to_the_next_one() {
     first.stopped.abort();
     until_journal_disconnects(&first.database_url).await;
 
-    let second = crate::helpers::start(settings, tempfile::tempdir().unwrap()).await;
+    let second = crate::helpers::start_on(&settings).await;
     let more = deposit(&second, &user.token, "second", "4").await;
     assert_eq!(more.status(), 200);
     let more: Value = more.json().await.unwrap();
     assert_eq!(more["meta"]["wallet_balance"], "7");
-    let (sums, negative) = second.audit().await;
-    assert_eq!(sums, vec![("EVG".to_owned(), 0)]);
-    assert_eq!(negative, 0);
+    assert_ledger_balanced(&second).await;
     drop(dir);
 }
