@@ -29,8 +29,11 @@ PARTS = [
     ("sqlx", r"sqlx_core|sqlx_postgres|sqlx_sqlite"),
     ("actix-http dispatcher", r"actix_http::h1::dispatcher"),
 ]
+# glibc's malloc and memmove (perf script may name memmove by its alias __memcpy), and
+# jemalloc's symbols (the node binary's allocator: `_rjem_…` and its inlined fast paths).
 ALLOC = re.compile(r"^(_int_malloc|_int_free|_int_realloc|malloc|free|cfree|realloc|"
-                   r"malloc_consolidate|unlink_chunk|__memmove)")
+                   r"malloc_consolidate|unlink_chunk|__memmove|__memcpy|_rjem_|do_rallocx|"
+                   r"imalloc|ifree|free_fastpath)")
 
 
 def frames_of(block):
