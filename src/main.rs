@@ -4,7 +4,7 @@ use node::config::Settings;
 use node::startup::Application;
 
 /// jemalloc instead of the system allocator: payments 1.16× and fanout 1.13× old against new,
-/// and a third less resident memory (BENCHMARKS.md §3, docs/DECISIONS.md).
+/// and 40 % less resident memory (BENCHMARKS.md §3, docs/DECISIONS.md).
 #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
