@@ -238,17 +238,49 @@ impl Application {
         handle.stop(true).await;
         let _ = server.await;
         let grace = Duration::from_secs(self.state.settings.shutdown_grace_secs);
+        // Every step still runs when one fails: the writer ends and the pools close either way.
+        // But a stop that may have left acknowledged-looking work unwritten is an error, so a
+        // supervisor can tell it from a clean one by the exit code.
+        let mut unclean = Vec::new();
         match tokio::time::timeout(grace, self.journal.close()).await {
             Ok(Ok(())) => tracing::info!("journal flushed"),
-            Ok(Err(error)) => tracing::error!(%error, "journal flush failed"),
-            Err(_) => tracing::error!("journal flush timed out"),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "journal flush failed");
+                unclean.push("the journal's last flush failed");
+            }
+            Err(_) => {
+                tracing::error!("journal flush timed out");
+                unclean.push("the journal's last flush timed out");
+            }
         }
         drop(self.journal);
         self.arbiters.stop();
-        let _ = tokio::time::timeout(grace, self.writer.done).await;
-        self.state.db.close().await;
-        tracing::info!("stopped");
-        Ok(())
+        match tokio::time::timeout(grace, self.writer.done).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                tracing::error!("the journal writer's thread died");
+                unclean.push("the journal writer's thread died");
+            }
+            Err(_) => {
+                tracing::error!("journal writer did not end in time");
+                unclean.push("the journal writer did not end in time");
+            }
+        }
+        // On SQLite, closing waits for every connection to come back; one held by a commit
+        // that outlived the grace period would hold the process forever.
+        if tokio::time::timeout(grace, self.state.db.close())
+            .await
+            .is_err()
+        {
+            tracing::error!("database pool did not close in time");
+            unclean.push("the database pool did not close in time");
+        }
+        if unclean.is_empty() {
+            tracing::info!("stopped");
+            Ok(())
+        } else {
+            anyhow::bail!("stopped uncleanly: {}", unclean.join("; "))
+        }
     }
 }
 

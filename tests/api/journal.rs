@@ -192,6 +192,79 @@ async fn what_was_acknowledged_survives_a_restart_and_the_journal_stops_with_the
     drop(dir);
 }
 
+/// Another client holding the write lock the journal needs: on SQLite the database's one
+/// write lock (`BEGIN IMMEDIATE`), on PostgreSQL an `EXCLUSIVE` lock on the ledger's balances
+/// (reads go on; the batch's balance update waits). Released when dropped.
+enum WriteBlocker {
+    Sqlite(#[allow(dead_code)] sqlx::SqliteConnection),
+    Postgres(#[allow(dead_code)] sqlx::PgConnection),
+}
+
+async fn block_writes(database_url: &str) -> WriteBlocker {
+    use sqlx::{Connection, Executor};
+    if database_url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+        conn.execute("BEGIN").await.unwrap();
+        conn.execute("LOCK TABLE ledger_accounts IN EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        WriteBlocker::Postgres(conn)
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        conn.execute("BEGIN IMMEDIATE").await.unwrap();
+        WriteBlocker::Sqlite(conn)
+    }
+}
+
+#[actix_web::test]
+async fn a_stop_that_cannot_flush_in_time_is_reported_as_unclean() {
+    // The exit code is what a supervisor sees: a stop that could not commit what the journal
+    // held must not look like a clean one. A deposit's batch waits on a lock another client
+    // holds, past the grace period.
+    let node = spawn_node_with(|s| s.shutdown_grace_secs = 1).await;
+    let user = node.user().await;
+    assert_eq!(deposit(&node, &user.token, "kept", "3").await.status(), 200);
+    let blocker = block_writes(&node.database_url).await;
+    let stuck = {
+        let (http, url, token) = (node.http.clone(), node.url(""), user.token.clone());
+        tokio::spawn(async move {
+            let body = json!({"meta": meta(&token, "stuck"), "amount": "5"});
+            http.post(format!("{url}/rest/v01/deposit"))
+                .json(&body)
+                .send()
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    node.shutdown.shutdown();
+    let stopped = tokio::time::timeout(WAIT, node.stopped)
+        .await
+        .unwrap()
+        .unwrap();
+    let error = stopped.expect_err("a stop whose flush timed out must be an error");
+    assert!(
+        error.to_string().contains("flush timed out"),
+        "unexpected error: {error:#}"
+    );
+    drop(blocker);
+    // The stuck request was never acknowledged as done: cut off, or answered as failed.
+    if let Ok(Ok(response)) = stuck.await {
+        assert_ne!(response.status(), 200);
+    }
+}
+
+#[actix_web::test]
+async fn a_clean_stop_after_a_failed_batch_is_still_clean() {
+    // A batch that failed while serving was answered (500) and rolled back: nothing is owed
+    // at shutdown, so the stop itself is clean.
+    let node = spawn_node_with(|_| {}).await;
+    let user = node.user().await;
+    node.faults.fail_next_batches(1);
+    assert_eq!(deposit(&node, &user.token, "lost", "3").await.status(), 500);
+    node.shutdown.shutdown();
+    node.stopped.await.unwrap().unwrap();
+}
+
 #[actix_web::test]
 async fn a_node_dropped_without_stopping_leaves_its_database_to_the_next_one() {
     // The node's future is dropped, with nothing flushed or closed in order (the registries
