@@ -248,23 +248,14 @@ impl Application {
                 tracing::error!(%error, "journal flush failed");
                 unclean.push("the journal's last flush failed");
             }
-            Err(_) => {
-                tracing::error!("journal flush timed out");
-                unclean.push("the journal's last flush timed out");
-            }
+            Err(_) => unclean.push("the journal's last flush timed out"),
         }
         drop(self.journal);
         self.arbiters.stop();
         match tokio::time::timeout(grace, self.writer.done).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                tracing::error!("the journal writer's thread died");
-                unclean.push("the journal writer's thread died");
-            }
-            Err(_) => {
-                tracing::error!("journal writer did not end in time");
-                unclean.push("the journal writer did not end in time");
-            }
+            Ok(Err(_)) => unclean.push("the journal writer's thread died"),
+            Err(_) => unclean.push("the journal writer did not end in time"),
         }
         // On SQLite, closing waits for every connection to come back; one held by a commit
         // that outlived the grace period would hold the process forever.
@@ -272,14 +263,15 @@ impl Application {
             .await
             .is_err()
         {
-            tracing::error!("database pool did not close in time");
             unclean.push("the database pool did not close in time");
         }
         if unclean.is_empty() {
             tracing::info!("stopped");
             Ok(())
         } else {
-            anyhow::bail!("stopped uncleanly: {}", unclean.join("; "))
+            let why = unclean.join("; ");
+            tracing::error!(%why, "stopped uncleanly");
+            anyhow::bail!("stopped uncleanly: {why}")
         }
     }
 }
