@@ -148,7 +148,8 @@ pub struct Settings {
     #[arg(long, env = "JOURNAL_BATCH_MAX", default_value_t = 1024)]
     pub journal_batch_max: usize,
 
-    /// Longest a batch waits to fill after its first submission, in microseconds.
+    /// Longest a batch waits to fill after its first submission, in microseconds, when the
+    /// journal writer was idle (what queued during a commit is committed next, at once).
     #[arg(long, env = "JOURNAL_BATCH_WINDOW_US", default_value_t = 2_000)]
     pub journal_batch_window_us: u64,
 

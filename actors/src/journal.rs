@@ -3,7 +3,8 @@
 //! Actors hand their events to a [`JournalHandle`] without waiting. One writer task takes
 //! submissions in arrival order and commits them in batches, each batch one transaction
 //! through the [`JournalStore`]. A batch closes when it holds `batch_max` submissions or when
-//! `batch_window` has passed since its first one; while a batch commits, the next one fills.
+//! `batch_window` has passed since its first one; while a batch commits, the next one fills,
+//! and what filled is committed as soon as the writer is free, without a window of its own.
 //! Only after a batch commits are its submissions acknowledged and its events handed to the
 //! [`EventSink`] (fanout). If it fails, every submission in it is failed and every actor
 //! incarnation with events in it is reset; later submissions of those incarnations are
@@ -121,7 +122,8 @@ impl JournalObserver for () {
 pub struct JournalSettings {
     /// Most submissions in one batch.
     pub batch_max: usize,
-    /// Longest a batch waits for more submissions after its first one.
+    /// Longest a batch waits for more submissions after its first one, when the writer was
+    /// idle; a batch that queued while the previous one committed does not wait.
     pub batch_window: Duration,
     /// Most submissions waiting for the writer; a full queue answers `Busy`.
     pub queue_max: usize,
@@ -274,13 +276,27 @@ where
     async fn run(mut self) {
         let batch_max = self.settings.batch_max.max(1);
         let mut batch = Vec::with_capacity(batch_max);
-        while let Some(first) = self.rx.recv().await {
+        loop {
+            // A backlog (what queued while the last batch committed) is the next batch as it
+            // stands: it has already waited a whole commit, and waiting out the window on top
+            // of that only delays it (at 50 payments in flight the window was a sixth of the
+            // batch cycle, BENCHMARKS.md section 4). The window is for a writer that was idle,
+            // where it gathers what arrives just after the first submission.
+            let (first, backlog) = match self.rx.try_recv() {
+                Ok(first) => (first, true),
+                Err(_) => match self.rx.recv().await {
+                    Some(first) => (first, false),
+                    None => break,
+                },
+            };
             batch.push(first);
             let deadline = tokio::time::Instant::now() + self.settings.batch_window;
             while batch.len() < batch_max {
-                // Take what is already queued without waiting, then wait out the window.
+                // Take what is already queued without waiting, then (if the writer was idle)
+                // wait out the window.
                 match self.rx.try_recv() {
                     Ok(next) => batch.push(next),
+                    Err(_) if backlog => break,
                     Err(_) => match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                         Ok(Some(next)) => batch.push(next),
                         Ok(None) | Err(_) => break,

@@ -75,6 +75,39 @@ async fn group_commit_batches_concurrent_commands() {
     assert_eq!(h.sink.rows().len(), 1000);
 }
 
+/// 1b. What queued while a batch committed is committed as soon as that batch is done, without
+///    waiting out the batch window: the window is for a writer that was idle.
+#[actix_rt::test]
+async fn a_backlog_commits_without_waiting_out_the_window() {
+    let h = harness(
+        JournalSettings {
+            // Three submissions fill a batch, so the first batch does not wait the window either.
+            batch_max: 3,
+            batch_window: Duration::from_secs(60),
+            queue_max: 65_536,
+        },
+        registry_settings(),
+    );
+    h.store.hold_commits();
+    let entered = h.store.entered_now();
+    let first = send_plain(&h.registry, "a", Cmd::Deposit(1)).await;
+    let second = send_plain(&h.registry, "b", Cmd::Deposit(2)).await;
+    // A command handled behind a write goes through the journal too (it is answered only
+    // after that write commits): the third submission, which fills the batch.
+    handled(&h.registry, "b").await;
+    h.store.entered(entered + 1).await;
+    // The full batch is at the commit gate; these two submissions queue behind it, short of
+    // a full batch.
+    let behind = send_plain(&h.registry, "c", Cmd::Deposit(3)).await;
+    handled(&h.registry, "c").await;
+    h.store.release_commits();
+    assert_eq!(first.answer().await, Ok(Reply::Balance(1)));
+    assert_eq!(second.answer().await, Ok(Reply::Balance(2)));
+    // `answer` waits at most 10 s: far less than the window.
+    assert_eq!(behind.answer().await, Ok(Reply::Balance(3)));
+    assert_eq!(h.store.deposits("c"), vec![3]);
+}
+
 /// 2. Single activation: 200 concurrent first commands to one new id, raced from several
 ///    threads while its load is held, activate it once.
 #[actix_rt::test]
