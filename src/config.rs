@@ -149,8 +149,9 @@ pub struct Settings {
     pub journal_batch_max: usize,
 
     /// Longest a batch waits to fill after its first submission, in microseconds, when the
-    /// journal writer was idle (what queued during a commit is committed next, at once).
-    #[arg(long, env = "JOURNAL_BATCH_WINDOW_US", default_value_t = 2_000)]
+    /// journal writer was idle (what queued during a commit is committed next, at once). 0:
+    /// an idle writer commits what is queued without waiting.
+    #[arg(long, env = "JOURNAL_BATCH_WINDOW_US", default_value_t = 500)]
     pub journal_batch_window_us: u64,
 
     /// Submissions waiting for the journal writer; when full, commands answer "busy".
@@ -282,7 +283,7 @@ impl Settings {
             ws_subscriptions_per_connection_max: 256,
             ws_resume_max: 1000,
             journal_batch_max: 1024,
-            journal_batch_window_us: 2_000,
+            journal_batch_window_us: 500,
             journal_queue_max: 65_536,
             actor_mailbox_max: 1024,
             actor_passivate_after_secs: 300,

@@ -123,7 +123,8 @@ pub struct JournalSettings {
     /// Most submissions in one batch.
     pub batch_max: usize,
     /// Longest a batch waits for more submissions after its first one, when the writer was
-    /// idle; a batch that queued while the previous one committed does not wait.
+    /// idle (zero: not at all); a batch that queued while the previous one committed does not
+    /// wait.
     pub batch_window: Duration,
     /// Most submissions waiting for the writer; a full queue answers `Busy`.
     pub queue_max: usize,
@@ -133,7 +134,7 @@ impl Default for JournalSettings {
     fn default() -> Self {
         JournalSettings {
             batch_max: 1024,
-            batch_window: Duration::from_millis(2),
+            batch_window: Duration::from_micros(500),
             queue_max: 65_536,
         }
     }
