@@ -629,7 +629,7 @@ mod tests {
     }
 
     /// A store (see `store::test_db`) with users u1 and u2, and u1's account at 100, version 7.
-    async fn store() -> (tempfile::TempDir, Db) {
+    async fn store() -> (crate::store::TestStore, Db) {
         let (dir, db) = crate::store::test_db().await;
         on_db!(&db, pool => {
             for id in ["u1", "u2"] {

@@ -190,7 +190,7 @@ mod tests {
     use crate::on_db;
     use crate::store::{now_ms, plans};
 
-    async fn store_with(rows: &[(&str, &str, &str, &str)]) -> (tempfile::TempDir, Db) {
+    async fn store_with(rows: &[(&str, &str, &str, &str)]) -> (crate::store::TestStore, Db) {
         let (dir, db) = crate::store::test_db().await;
         for (kind, actor_id, key, fingerprint) in rows {
             on_db!(&db, pool => sqlx::query(

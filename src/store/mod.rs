@@ -19,6 +19,7 @@ pub mod merchants;
 pub mod notifications;
 pub mod payments;
 pub mod reviews;
+pub mod scratch;
 pub mod sessions;
 pub mod stays;
 pub mod users;
@@ -196,33 +197,41 @@ fn pg_pool_options(connections_max: u32) -> PgPoolOptions {
         .acquire_timeout(Duration::from_secs(5))
 }
 
+/// What a unit test's store lives in: a temporary directory, and on PostgreSQL the test's
+/// own database; dropping it removes both.
+#[cfg(test)]
+pub(crate) struct TestStore {
+    _dir: tempfile::TempDir,
+    _database: Option<scratch::ScratchDatabase>,
+}
+
 /// A fresh, migrated store for a unit test: a new PostgreSQL database under
-/// `TEST_DATABASE_URL` when it is set (as the API tests do; `.ci/run` drops the `test_%`
-/// databases afterwards), otherwise a SQLite file in the returned directory.
+/// `TEST_DATABASE_URL` when it is set (as the API tests do), otherwise a SQLite file in a
+/// temporary directory. Both go when the returned [`TestStore`] does.
 #[cfg(test)]
 #[allow(clippy::expect_used)]
-pub(crate) async fn test_db() -> (tempfile::TempDir, Db) {
+pub(crate) async fn test_db() -> (TestStore, Db) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let url = match std::env::var("TEST_DATABASE_URL") {
+    let (url, database) = match std::env::var("TEST_DATABASE_URL") {
         Ok(base) => {
-            let admin = PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&base)
+            let database = scratch::ScratchDatabase::create(&base)
                 .await
-                .expect("TEST_DATABASE_URL is set but PostgreSQL cannot be reached");
-            let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&admin)
-                .await
-                .expect("create a test database");
-            admin.close().await;
-            let (prefix, _) = base.rsplit_once('/').expect("a database URL has a path");
-            format!("{prefix}/{name}")
+                .expect("TEST_DATABASE_URL is set, so PostgreSQL must take a test database");
+            (database.url().to_owned(), Some(database))
         }
-        Err(_) => format!("sqlite:{}", dir.path().join("node.db").display()),
+        Err(_) => (
+            format!("sqlite:{}", dir.path().join("node.db").display()),
+            None,
+        ),
     };
     let db = Db::connect(&url, 4).await.expect("connect the test store");
-    (dir, db)
+    (
+        TestStore {
+            _dir: dir,
+            _database: database,
+        },
+        db,
+    )
 }
 
 /// Checks of the query plans the hot statements get (see `idempotency` and `journal`).

@@ -30,34 +30,47 @@ pub struct TestNode {
     /// The node's clock: tests move it forward instead of sleeping.
     #[allow(dead_code)]
     pub clock: node::clock::Clock,
+    _scratch: Scratch,
+}
+
+/// A test's scratch space: a temporary directory (the node's files, a SQLite store) and, under
+/// `TEST_DATABASE_URL`, the PostgreSQL database made for the test. Dropping it removes both.
+pub struct Scratch {
     _dir: tempfile::TempDir,
+    _database: Option<node::store::scratch::ScratchDatabase>,
 }
 
-/// A fresh database URL for one test: a new PostgreSQL database under `TEST_DATABASE_URL`, or
-/// a SQLite file in `dir`.
-async fn fresh_database(dir: &std::path::Path) -> String {
-    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
-        return format!("sqlite://{}", dir.join("node.db").display());
-    };
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("TEST_DATABASE_URL is set but PostgreSQL cannot be reached");
-    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create a test database");
-    let (prefix, _) = base.rsplit_once('/').expect("a database URL has a path");
-    format!("{prefix}/{name}")
+impl Scratch {
+    /// A directory and no database: for a node on settings whose store lives elsewhere.
+    fn directory() -> Self {
+        Scratch {
+            _dir: tempfile::tempdir().unwrap(),
+            _database: None,
+        }
+    }
 }
 
-/// Settings for a test node: a free port, a temp data dir, fast hashing.
-pub async fn test_settings(dir: &std::path::Path) -> Settings {
+/// Settings for a test node, and the scratch space they point into: a free port, a temp data
+/// dir, a fresh store (a new PostgreSQL database under `TEST_DATABASE_URL`, or a SQLite file),
+/// fast hashing.
+async fn test_settings() -> (Scratch, Settings) {
+    let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.data_dir = dir.to_path_buf();
-    settings.database_url = fresh_database(dir).await;
+    settings.data_dir = dir.path().to_path_buf();
+    let database = match std::env::var("TEST_DATABASE_URL") {
+        Ok(base) => {
+            let database = node::store::scratch::ScratchDatabase::create(&base)
+                .await
+                .expect("TEST_DATABASE_URL is set, so PostgreSQL must take a test database");
+            settings.database_url = database.url().to_owned();
+            Some(database)
+        }
+        Err(_) => {
+            settings.database_url = format!("sqlite://{}", dir.path().join("node.db").display());
+            None
+        }
+    };
     settings.redis_url = std::env::var("TEST_REDIS_URL").ok();
     settings.db_pool_connections_max = 5;
     settings.argon2_memory_kib = 1024;
@@ -68,7 +81,13 @@ pub async fn test_settings(dir: &std::path::Path) -> Settings {
     // Tests move the clock forward; an unpaid reservation must not expire under them unless a
     // test asks for it.
     settings.reservation_payment_window_secs = 0;
-    settings
+    (
+        Scratch {
+            _dir: dir,
+            _database: database,
+        },
+        settings,
+    )
 }
 
 /// A node with the test defaults.
@@ -78,27 +97,24 @@ pub async fn spawn_node() -> TestNode {
 
 /// A node with the test defaults changed by `tweak`.
 pub async fn spawn_node_with(tweak: impl FnOnce(&mut Settings)) -> TestNode {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = test_settings(dir.path()).await;
+    let (scratch, mut settings) = test_settings().await;
     tweak(&mut settings);
-    start(settings, dir).await
+    start(settings, scratch).await
 }
 
 /// Settings for nodes that take turns on one database and data directory (a restart), each
-/// started with [`start_on`]. The directory holds both and must outlive the nodes.
-pub async fn restartable_settings() -> (tempfile::TempDir, Settings) {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = test_settings(dir.path()).await;
-    (dir, settings)
+/// started with [`start_on`]. The scratch space holds both and must outlive the nodes.
+pub async fn restartable_settings() -> (Scratch, Settings) {
+    test_settings().await
 }
 
 /// A node with exactly these settings, and a scratch directory of its own.
 pub async fn start_on(settings: &Settings) -> TestNode {
-    start(settings.clone(), tempfile::tempdir().unwrap()).await
+    start(settings.clone(), Scratch::directory()).await
 }
 
-/// Start a node with exactly these settings.
-pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestNode {
+/// Start a node with exactly these settings; `scratch` goes with the node.
+pub async fn start(settings: Settings, scratch: Scratch) -> TestNode {
     let database_url = settings.database_url.clone();
     let data_dir = settings.data_dir.clone();
     let clock = settings.clock.clone();
@@ -120,7 +136,7 @@ pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestNode {
         data_dir,
         stopped,
         clock,
-        _dir: dir,
+        _scratch: scratch,
     }
 }
 

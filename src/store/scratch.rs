@@ -1,0 +1,119 @@
+//! Throwaway PostgreSQL databases for tests: one per test, created next to an administrative
+//! URL's database and dropped, with any connection still open to it, when the guard goes.
+//!
+//! The suite makes a database for every test that starts a node or a store, a few hundred a
+//! run; left behind, they filled the server by gigabytes with every run of the README's
+//! PostgreSQL test command. The node itself never uses this; the unit tests here and the API
+//! tests (`tests/api/helpers.rs`) do.
+
+use sqlx::{Connection, PgConnection};
+
+/// A database made for one test, dropped when this is dropped.
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    /// Create an empty database on the server of `admin_url` (a PostgreSQL URL whose own
+    /// database is only used to run `CREATE DATABASE`).
+    pub async fn create(admin_url: &str) -> Result<Self, sqlx::Error> {
+        let (prefix, _) = admin_url
+            .rsplit_once('/')
+            .ok_or_else(|| sqlx::Error::Configuration("a database URL has a path".into()))?;
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        Ok(ScratchDatabase {
+            admin_url: admin_url.to_owned(),
+            url: format!("{prefix}/{name}"),
+            name,
+        })
+    }
+
+    /// The new database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for ScratchDatabase {
+    /// Drops the database, ending the connections a node or pool still holds to it. It runs on
+    /// a thread of its own with its own runtime, because a test's runtime cannot wait for a
+    /// future inside `drop`; a failure is reported, not raised (the test has already
+    /// decided, and `.ci/run` sweeps what is left).
+    fn drop(&mut self) {
+        let admin_url = std::mem::take(&mut self.admin_url);
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&admin_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query(&sql)
+                    .execute(&mut admin)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                admin.close().await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("could not drop test database {}: {error}", self.name),
+            Err(_) => eprintln!("dropping test database {} panicked", self.name),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// Dropping the guard drops the database even while a connection to it is open (a node a
+    /// test did not stop). Needs PostgreSQL: under the embedded defaults there is no server to
+    /// make a database on, and the test has nothing to check.
+    #[tokio::test]
+    async fn dropping_the_guard_drops_the_database_under_an_open_connection() {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            return;
+        };
+        let scratch = ScratchDatabase::create(&admin_url).await.unwrap();
+        let name = scratch.name.clone();
+        let mut open = PgConnection::connect(scratch.url()).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INT)")
+            .execute(&mut open)
+            .await
+            .unwrap();
+        let exists = |name: String| {
+            let admin_url = admin_url.clone();
+            async move {
+                let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+                let found: Option<String> =
+                    sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname = $1")
+                        .bind(name)
+                        .fetch_optional(&mut admin)
+                        .await
+                        .unwrap();
+                found.is_some()
+            }
+        };
+        assert!(exists(name.clone()).await);
+        drop(scratch);
+        assert!(!exists(name).await, "the database outlived its guard");
+        assert!(
+            sqlx::query("SELECT 1").execute(&mut open).await.is_err(),
+            "the open connection was ended"
+        );
+    }
+}
