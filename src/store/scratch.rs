@@ -6,7 +6,12 @@
 //! PostgreSQL test command. The node itself never uses this; the unit tests here and the API
 //! tests (`tests/api/helpers.rs`) do.
 
+use std::time::Duration;
+
 use sqlx::{Connection, PgConnection};
+
+/// Longest a guard waits for PostgreSQL to drop its database.
+const DROP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A database made for one test, dropped when this is dropped.
 #[derive(Debug)]
@@ -18,21 +23,21 @@ pub struct ScratchDatabase {
 
 impl ScratchDatabase {
     /// Create an empty database on the server of `admin_url` (a PostgreSQL URL whose own
-    /// database is only used to run `CREATE DATABASE`).
+    /// database is only used to run `CREATE DATABASE`). The new database's URL is
+    /// `admin_url` with its database renamed; its query (`?sslmode=…`, `?host=…`) is kept.
     pub async fn create(admin_url: &str) -> Result<Self, sqlx::Error> {
-        let (prefix, _) = admin_url
-            .rsplit_once('/')
-            .ok_or_else(|| sqlx::Error::Configuration("a database URL has a path".into()))?;
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let url = with_database(admin_url, &name)?;
         let mut admin = PgConnection::connect(admin_url).await?;
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .await?;
-        admin.close().await?;
+        // The database exists now: whatever the close says, the guard must be returned.
+        let _ = admin.close().await;
         Ok(ScratchDatabase {
             admin_url: admin_url.to_owned(),
-            url: format!("{prefix}/{name}"),
             name,
+            url,
         })
     }
 
@@ -55,16 +60,17 @@ impl Drop for ScratchDatabase {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sqlx::query(&sql)
-                    .execute(&mut admin)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                admin.close().await.map_err(|e| e.to_string())
-            })
+            let dropping = async {
+                let mut admin = PgConnection::connect(&admin_url).await?;
+                sqlx::query(&sql).execute(&mut admin).await?;
+                admin.close().await
+            };
+            // Bounded: a server that stopped answering must not hang the test.
+            match runtime.block_on(async { tokio::time::timeout(DROP_TIMEOUT, dropping).await }) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!("no answer within {DROP_TIMEOUT:?}")),
+            }
         })
         .join();
         match dropped {
@@ -75,10 +81,48 @@ impl Drop for ScratchDatabase {
     }
 }
 
+/// `url` naming database `name` instead of its own: the path replaced, the query kept.
+fn with_database(url: &str, name: &str) -> Result<String, sqlx::Error> {
+    let bad =
+        || sqlx::Error::Configuration(format!("not a database URL with a path: {url}").into());
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").ok_or_else(bad)? + 3;
+    let path = base[authority..].find('/').ok_or_else(bad)? + authority;
+    let mut renamed = format!("{}/{name}", &base[..path]);
+    if let Some(query) = query {
+        renamed.push('?');
+        renamed.push_str(query);
+    }
+    Ok(renamed)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_new_url_names_the_new_database_and_keeps_the_rest() {
+        let cases = [
+            ("postgres://u@h:5432/postgres", "postgres://u@h:5432/t"),
+            (
+                "postgres://u@h/db?sslmode=disable",
+                "postgres://u@h/t?sslmode=disable",
+            ),
+            (
+                "postgres:///db?host=/sock/pg",
+                "postgres:///t?host=/sock/pg",
+            ),
+        ];
+        for (admin, expected) in cases {
+            assert_eq!(with_database(admin, "t").unwrap(), expected, "{admin}");
+        }
+        assert!(with_database("postgres://h", "t").is_err());
+        assert!(with_database("not a url", "t").is_err());
+    }
 
     /// Dropping the guard drops the database even while a connection to it is open (a node a
     /// test did not stop). Needs PostgreSQL: under the embedded defaults there is no server to
