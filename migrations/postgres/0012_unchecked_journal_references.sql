@@ -15,6 +15,10 @@
 --
 -- A failed check would also have failed the whole batch, every client's command in it, for
 -- one bad row.
+--
+-- Dropping a foreign key also drops its triggers on the referenced table, so this takes a
+-- brief exclusive lock on users and message_threads as well as on the two tables: it waits
+-- for the transactions using them, and they wait for it.
 ALTER TABLE messages
     DROP CONSTRAINT messages_thread_id_fkey,
     DROP CONSTRAINT messages_sender_id_fkey;
