@@ -212,18 +212,9 @@ pub(crate) struct TestStore {
 #[allow(clippy::expect_used)]
 pub(crate) async fn test_db() -> (TestStore, Db) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (url, database) = match std::env::var("TEST_DATABASE_URL") {
-        Ok(base) => {
-            let database = scratch::ScratchDatabase::create(&base)
-                .await
-                .expect("TEST_DATABASE_URL is set, so PostgreSQL must take a test database");
-            (database.url().to_owned(), Some(database))
-        }
-        Err(_) => (
-            format!("sqlite:{}", dir.path().join("node.db").display()),
-            None,
-        ),
-    };
+    let (url, database) = scratch::test_store(dir.path())
+        .await
+        .expect("TEST_DATABASE_URL is set, so PostgreSQL must take a test database");
     let db = Db::connect(&url, 4).await.expect("connect the test store");
     (
         TestStore {

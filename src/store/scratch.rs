@@ -6,6 +6,7 @@
 //! PostgreSQL test command. The node itself never uses this; the unit tests here and the API
 //! tests (`tests/api/helpers.rs`) do.
 
+use std::path::Path;
 use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
@@ -78,6 +79,18 @@ impl Drop for ScratchDatabase {
             Ok(Err(error)) => eprintln!("could not drop test database {}: {error}", self.name),
             Err(_) => eprintln!("dropping test database {} panicked", self.name),
         }
+    }
+}
+
+/// The store for one test: a new PostgreSQL database under `TEST_DATABASE_URL` when it is set
+/// (with the guard that drops it), otherwise a SQLite file in `dir`. Returns the store's URL.
+pub async fn test_store(dir: &Path) -> Result<(String, Option<ScratchDatabase>), sqlx::Error> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) => {
+            let database = ScratchDatabase::create(&admin_url).await?;
+            Ok((database.url().to_owned(), Some(database)))
+        }
+        Err(_) => Ok((format!("sqlite://{}", dir.join("node.db").display()), None)),
     }
 }
 

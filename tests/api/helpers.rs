@@ -58,19 +58,10 @@ async fn test_settings() -> (Scratch, Settings) {
     let mut settings = Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.data_dir = dir.path().to_path_buf();
-    let database = match std::env::var("TEST_DATABASE_URL") {
-        Ok(base) => {
-            let database = node::store::scratch::ScratchDatabase::create(&base)
-                .await
-                .expect("TEST_DATABASE_URL is set, so PostgreSQL must take a test database");
-            settings.database_url = database.url().to_owned();
-            Some(database)
-        }
-        Err(_) => {
-            settings.database_url = format!("sqlite://{}", dir.path().join("node.db").display());
-            None
-        }
-    };
+    let (database_url, database) = node::store::scratch::test_store(dir.path())
+        .await
+        .expect("TEST_DATABASE_URL is set, so PostgreSQL must take a test database");
+    settings.database_url = database_url;
     settings.redis_url = std::env::var("TEST_REDIS_URL").ok();
     settings.db_pool_connections_max = 5;
     settings.argon2_memory_kib = 1024;
