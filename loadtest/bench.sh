@@ -11,6 +11,7 @@
 #   BENCH_SOCKETIO=0 bash loadtest/bench.sh      # without the Socket.IO reference
 #   BENCH_SCENARIOS="bookings fanout" bash loadtest/bench.sh   # some scenarios (and their references)
 #   BENCH_BASELINE_BIN=/path/to/old/node bash loadtest/bench.sh  # old against new, alternating
+#   BENCH_PAY_RATES="10000 20000" bash loadtest/bench.sh  # the open-loop payment rates ("" for none)
 #
 # Needs PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH for the postgres runs and the
 # Socket.IO reference (as .ci/run has them), and node + npm for the latter (`npm ci` from the
@@ -43,6 +44,10 @@ REF_ARGS=(--users "${PAY_USERS:-200}" --payments-per-user "${PAY_PER_USER:-200}"
 # And at a load both keep up with (50 payments in flight), where latency is not queueing.
 PAY_LIGHT_ARGS=(--users 50 --payments-per-user 200 --hot 3 --hot-share 0.2 --in-flight 1)
 REF_LIGHT_ARGS=(--users 50 --payments-per-user 200 --hot 3 --hot-share 0.2 --in-flight 1 --pool 64)
+# And offered at fixed rates (an open loop, as independent terminals pay): the ack latency at a
+# given throughput, where the closed loops above measure their own queue. About 4 s a rate.
+PAY_RATES="${BENCH_PAY_RATES-5000 10000 15000 20000}"
+PAY_RATE_SECS="${BENCH_PAY_RATE_SECS:-4}"
 # The same seeded attempt stream for the node and for the exclusion-constraint reference.
 BOOK_ARGS=(--listings "${BOOK_LISTINGS:-5}" --guests "${BOOK_GUESTS:-64}" --attempts-per-guest "${BOOK_PER_GUEST:-100}" \
   --in-flight 1 --days "${BOOK_DAYS:-180}" --max-nights 7 --seed 1)
@@ -130,6 +135,11 @@ for run in $(seq 1 "$RUNS"); do
     if wants payments; then
       bench "$backend" "$run" payments "${PAY_ARGS[@]}"
       TAG=-light bench "$backend" "$run" payments "${PAY_LIGHT_ARGS[@]}"
+      for rate in $PAY_RATES; do
+        TAG="-rate$rate" bench "$backend" "$run" payments --users 200 \
+          --payments-per-user $((rate * PAY_RATE_SECS / 200)) --hot 3 --hot-share 0.2 \
+          --in-flight 16 --rate "$rate"
+      done
     fi
     if wants fanout; then bench "$backend" "$run" fanout "${FANOUT_ARGS[@]}"; fi
     if wants resume; then bench "$backend" "$run" resume "${RESUME_ARGS[@]}"; fi

@@ -84,7 +84,8 @@ run() {
   fi
 }
 run json payments
-run msgpack payments
+# The open loop (payments offered at a fixed rate) on the other codec.
+run msgpack payments --rate 400
 run json fanout
 run msgpack fanout
 run json resume

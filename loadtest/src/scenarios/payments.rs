@@ -51,6 +51,13 @@ pub struct PaymentsArgs {
     /// Stop sending after this long, whatever is left.
     #[arg(long, default_value_t = 120)]
     pub max_secs: u64,
+    /// Offer payments at this many a second in all, on a fixed schedule (an open loop), rather
+    /// than keeping `--in-flight` outstanding (a closed loop, when 0). Each connection sends
+    /// every `users ÷ rate` seconds, the connections evenly staggered, still at most
+    /// `--in-flight` at once; a second latency, from each payment's scheduled time, shows
+    /// what a backlog adds.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
 }
 
 impl PaymentsArgs {
@@ -75,6 +82,9 @@ impl PaymentsArgs {
         }
         if self.in_flight == 0 || self.in_flight > NODE_IN_FLIGHT_MAX {
             bail!("--in-flight must be 1 to {NODE_IN_FLIGHT_MAX}");
+        }
+        if !self.rate.is_finite() || self.rate < 0.0 {
+            bail!("--rate must be 0 (a closed loop) or a number of payments a second");
         }
         if self.amount == 0 || self.payments_per_user.saturating_mul(self.amount) > self.deposit {
             bail!("--deposit must cover --payments-per-user × --amount (so no payment is refused for funds)");
@@ -132,6 +142,7 @@ pub async fn run(common: &Common, mut args: PaymentsArgs) -> anyhow::Result<Repo
     report.param("deposit", args.deposit);
     report.param("amount", args.amount);
     report.param("max_secs", args.max_secs);
+    report.param("rate", args.rate);
 
     let rest = Rest::new(&common.target)?;
     rest.health().await?;
@@ -171,6 +182,7 @@ pub async fn run(common: &Common, mut args: PaymentsArgs) -> anyhow::Result<Repo
             .collect(),
     );
     let acks = stats::shared();
+    let from_schedule = stats::shared();
     let total = args.payments_per_user * users.len() as u64;
     let bar = progress::bar(total, "payments");
     let started = Instant::now();
@@ -191,6 +203,8 @@ pub async fn run(common: &Common, mut args: PaymentsArgs) -> anyhow::Result<Repo
             payees: Arc::clone(&payees),
             received: Arc::clone(&received),
             recorder: Recorder::new(&acks),
+            from_schedule: Recorder::new(&from_schedule),
+            schedule: Schedule::new(started, args.rate, me, users.len()),
             bar: bar.clone(),
             prefix: prefix.clone(),
             deadline,
@@ -235,6 +249,12 @@ pub async fn run(common: &Common, mut args: PaymentsArgs) -> anyhow::Result<Repo
     report.metric("busy_retries", sums.busy_retries as f64, "retries");
     report.metric("undecodable_frames", sums.undecodable as f64, "frames");
     report.latencies.push(stats::summary_of(&acks, "pay ack"));
+    if args.rate > 0.0 {
+        report.metric("payments_offered_per_sec", args.rate, "1/s");
+        report
+            .latencies
+            .push(stats::summary_of(&from_schedule, "pay ack from schedule"));
+    }
     report.check(
         "every payment acknowledged as success",
         sums.succeeded == total,
@@ -312,24 +332,66 @@ struct PayerCtx {
     payees: Arc<Vec<String>>,
     received: Arc<Vec<AtomicU64>>,
     recorder: Recorder,
+    /// Latency from each payment's scheduled time (open loop only).
+    from_schedule: Recorder,
+    schedule: Option<Schedule>,
     bar: indicatif::ProgressBar,
     prefix: String,
     deadline: Instant,
 }
 
-/// One user's connection: keep `in_flight` payments outstanding until all are made.
+/// When one connection's payments are due in an open loop.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    first: Instant,
+    every: Duration,
+}
+
+impl Schedule {
+    /// Connection `me` of `users` sharing `rate` payments a second from `start`; `None` for a
+    /// closed loop (rate 0). Connection `me` starts `me ÷ users` of an interval late, so the
+    /// connections' sends interleave instead of arriving together.
+    fn new(start: Instant, rate: f64, me: usize, users: usize) -> Option<Schedule> {
+        if rate <= 0.0 || users == 0 {
+            return None;
+        }
+        let every = Duration::from_secs_f64(users as f64 / rate);
+        let first = start + every.mul_f64(me as f64 / users as f64);
+        Some(Schedule { first, every })
+    }
+
+    /// When payment `n` (from 0) is due.
+    fn due(&self, n: u64) -> Instant {
+        self.first + self.every.mul_f64(n as f64)
+    }
+}
+
+/// A payment sent and not yet answered.
+struct Pending {
+    payee: usize,
+    sent_at: Instant,
+    /// When the schedule wanted it sent (open loop), else when it was sent.
+    due: Instant,
+    busy_retries: u32,
+    frame: ClientFrame,
+}
+
+/// One user's connection: keep `in_flight` payments outstanding until all are made, or in an
+/// open loop send each when its schedule says, with no more than `in_flight` outstanding.
 async fn payer(mut ws: Ws, mut ctx: PayerCtx) -> (usize, Outcome) {
     let mut outcome = Outcome::default();
     let mut rng = rand::rngs::StdRng::from_entropy();
-    // id → (payee index, sent at, busy retries so far)
-    let mut pending: HashMap<String, (usize, Instant, u32, ClientFrame)> = HashMap::new();
+    let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut next = 0u64;
     let amount = ctx.args.amount.to_string();
     loop {
         let now = Instant::now();
         let sending = now < ctx.deadline;
         if sending {
-            while pending.len() < ctx.args.in_flight && next < ctx.args.payments_per_user {
+            while pending.len() < ctx.args.in_flight
+                && next < ctx.args.payments_per_user
+                && ctx.schedule.is_none_or(|s| s.due(next) <= now)
+            {
                 let payee = match pick_payee(
                     &mut rng,
                     ctx.me,
@@ -353,7 +415,18 @@ async fn payer(mut ws: Ws, mut ctx: PayerCtx) -> (usize, Outcome) {
                     outcome.closed = Some(format!("user {}: {error:#}", ctx.me));
                     break;
                 }
-                pending.insert(id, (payee, Instant::now(), 0, frame));
+                let sent_at = Instant::now();
+                let due = ctx.schedule.map_or(sent_at, |s| s.due(next));
+                pending.insert(
+                    id,
+                    Pending {
+                        payee,
+                        sent_at,
+                        due,
+                        busy_retries: 0,
+                        frame,
+                    },
+                );
                 next += 1;
             }
             if ws.flush().await.is_err() {
@@ -369,7 +442,16 @@ async fn payer(mut ws: Ws, mut ctx: PayerCtx) -> (usize, Outcome) {
             break;
         }
         let wait = if sending {
-            ctx.deadline.saturating_duration_since(now)
+            let until = match ctx.schedule {
+                // Wake for the next payment due, if there is room to send it.
+                Some(s)
+                    if pending.len() < ctx.args.in_flight && next < ctx.args.payments_per_user =>
+                {
+                    s.due(next).min(ctx.deadline)
+                }
+                _ => ctx.deadline,
+            };
+            until.saturating_duration_since(now)
         } else {
             (ctx.deadline + DRAIN).saturating_duration_since(now)
         };
@@ -389,12 +471,19 @@ async fn payer(mut ws: Ws, mut ctx: PayerCtx) -> (usize, Outcome) {
             };
         match received {
             ServerFrame::Wallet(answer) => {
-                let Some((payee, sent_at, _, _)) =
-                    answer.id.as_ref().and_then(|id| pending.remove(id))
+                let Some(Pending {
+                    payee,
+                    sent_at,
+                    due,
+                    ..
+                }) = answer.id.as_ref().and_then(|id| pending.remove(id))
                 else {
                     continue;
                 };
                 ctx.recorder.record(sent_at.elapsed());
+                if ctx.schedule.is_some() {
+                    ctx.from_schedule.record(due.elapsed());
+                }
                 ctx.bar.inc(1);
                 if answer.status == "success" {
                     outcome.succeeded += 1;
@@ -411,11 +500,11 @@ async fn payer(mut ws: Ws, mut ctx: PayerCtx) -> (usize, Outcome) {
                 let Some(entry) = pending.get_mut(&id) else {
                     continue;
                 };
-                if code == ErrorCode::Busy && entry.2 < BUSY_RETRIES_MAX {
+                if code == ErrorCode::Busy && entry.busy_retries < BUSY_RETRIES_MAX {
                     // Nothing was applied: send the same id again after a short pause.
-                    entry.2 += 1;
+                    entry.busy_retries += 1;
                     outcome.busy_retries += 1;
-                    let frame = entry.3.clone();
+                    let frame = entry.frame.clone();
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     if ws.send(&frame).await.is_err() {
                         outcome.closed = Some(format!("user {}: resend failed", ctx.me));
@@ -436,6 +525,7 @@ async fn payer(mut ws: Ws, mut ctx: PayerCtx) -> (usize, Outcome) {
     outcome.unanswered = pending.len() as u64;
     outcome.undecodable = ws.undecodable;
     ctx.recorder.flush();
+    ctx.from_schedule.flush();
     ws.close().await;
     (ctx.me, outcome)
 }
@@ -496,6 +586,39 @@ mod tests {
         for bad in ["", "-1", "1.234", "1e3", "abc", ".5"] {
             assert!(parse_hundredths(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_open_loop_spreads_the_rate_over_staggered_connections() {
+        let start = Instant::now();
+        assert!(
+            Schedule::new(start, 0.0, 0, 4).is_none(),
+            "rate 0 is a closed loop"
+        );
+        // 4 connections sharing 1,000 a second: each sends every 4 ms, a millisecond apart.
+        let firsts: Vec<Schedule> = (0..4)
+            .map(|me| Schedule::new(start, 1_000.0, me, 4).unwrap())
+            .collect();
+        for (me, s) in firsts.iter().enumerate() {
+            assert_eq!(s.every, Duration::from_millis(4));
+            let offset = s.due(0) - start;
+            let want = Duration::from_millis(me as u64);
+            assert!(
+                offset.abs_diff(want) < Duration::from_micros(1),
+                "{me}: {offset:?}"
+            );
+            assert_eq!(s.due(250) - s.due(0), Duration::from_secs(1));
+        }
+        // Over one second the four together are due exactly 1,000 times.
+        let due: usize = firsts
+            .iter()
+            .map(|s| {
+                (0..)
+                    .take_while(|&n| s.due(n) < start + Duration::from_secs(1))
+                    .count()
+            })
+            .sum();
+        assert_eq!(due, 1_000);
     }
 
     #[test]
