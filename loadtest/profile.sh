@@ -20,6 +20,7 @@
 #       (default 200 and 1200); prints the heap one idle connection holds, by allocation site
 #       (loadtest/tools/dhat_per_connection.py).
 #
+# PROFILE_NODE_BIN profiles another build of the node (an older one, say) instead of this one.
 # Needs perf (cpu) or valgrind (heap), PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH.
 # Output: $PROFILE_DIR (default target/loadtest/profile): perf.data, the DHAT profiles, the
 # load generator's reports. Each node gets its own database, dropped afterwards.
@@ -34,7 +35,7 @@ mode="${1:-}"
 [ -n "$mode" ] && shift
 
 cargo build --release -p node -p loadtest
-NODE_BIN="$TARGET_DIR/release/node"
+NODE_BIN="${PROFILE_NODE_BIN:-$TARGET_DIR/release/node}"
 LOADTEST_BIN="$TARGET_DIR/release/loadtest"
 mkdir -p "$OUT"
 TMP="$(mktemp -d)"

@@ -804,6 +804,38 @@ mod tests {
         assert_eq!(accounts(&db).await, [("u1".to_owned(), 100, 7)]);
     }
 
+    /// A feed entry for a user the store does not have fails the whole flush: the transfer,
+    /// the balances and the other feed entries staged with it are not written either (on
+    /// PostgreSQL they are one statement, on SQLite the caller rolls back).
+    #[tokio::test]
+    async fn a_feed_entry_for_an_unknown_user_fails_the_flush_and_writes_nothing() {
+        let (_dir, db) = store().await;
+        let t = transfer("t1", user("u1"), user("u2"), 10);
+        let feed = [
+            FeedEntry::new("u1", balance_event()),
+            FeedEntry::new("nobody", balance_event()),
+        ];
+        let mut staged = Staged::default();
+        staged.transfer(&t);
+        for entry in &feed {
+            staged.feed(entry).unwrap();
+        }
+        assert!(matches!(
+            flush(&db, &mut staged).await,
+            Err(sqlx::Error::RowNotFound)
+        ));
+        assert_eq!(accounts(&db).await, [("u1".to_owned(), 100, 7)]);
+        assert_eq!(transfer_count(&db).await, 0);
+        let (entries, counters): (i64, i64) = on_db!(&db, pool => sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM user_feed), (SELECT CAST(SUM(feed_seq) AS BIGINT) FROM users)",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap());
+        assert_eq!((entries, counters), (0, 0));
+        assert!(feed.iter().all(|entry| entry.seq.get().is_none()));
+    }
+
     /// On PostgreSQL no table a batch appends to checks a foreign key: each check is a
     /// row-level trigger, a probe and a row lock per inserted row, and was half of the cost
     /// of the message and notification inserts (migration 0012). SQLite keeps its checks
