@@ -46,8 +46,11 @@ PAY_LIGHT_ARGS=(--users 50 --payments-per-user 200 --hot 3 --hot-share 0.2 --in-
 REF_LIGHT_ARGS=(--users 50 --payments-per-user 200 --hot 3 --hot-share 0.2 --in-flight 1 --pool 64)
 # And offered at fixed rates (an open loop, as independent terminals pay): the ack latency at a
 # given throughput, where the closed loops above measure their own queue. About 4 s a rate.
+# Whole payments a second (bash arithmetic); a rate too low for one payment per connection
+# fails its run (loadtest refuses --payments-per-user 0).
 PAY_RATES="${BENCH_PAY_RATES-5000 10000 15000 20000}"
 PAY_RATE_SECS="${BENCH_PAY_RATE_SECS:-4}"
+PAY_RATE_USERS=200
 # The same seeded attempt stream for the node and for the exclusion-constraint reference.
 BOOK_ARGS=(--listings "${BOOK_LISTINGS:-5}" --guests "${BOOK_GUESTS:-64}" --attempts-per-guest "${BOOK_PER_GUEST:-100}" \
   --in-flight 1 --days "${BOOK_DAYS:-180}" --max-nights 7 --seed 1)
@@ -136,8 +139,8 @@ for run in $(seq 1 "$RUNS"); do
       bench "$backend" "$run" payments "${PAY_ARGS[@]}"
       TAG=-light bench "$backend" "$run" payments "${PAY_LIGHT_ARGS[@]}"
       for rate in $PAY_RATES; do
-        TAG="-rate$rate" bench "$backend" "$run" payments --users 200 \
-          --payments-per-user $((rate * PAY_RATE_SECS / 200)) --hot 3 --hot-share 0.2 \
+        TAG="-rate$rate" bench "$backend" "$run" payments --users "$PAY_RATE_USERS" \
+          --payments-per-user $((rate * PAY_RATE_SECS / PAY_RATE_USERS)) --hot 3 --hot-share 0.2 \
           --in-flight 16 --rate "$rate"
       done
     fi

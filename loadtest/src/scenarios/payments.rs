@@ -86,6 +86,22 @@ impl PaymentsArgs {
         if !self.rate.is_finite() || self.rate < 0.0 {
             bail!("--rate must be 0 (a closed loop) or a number of payments a second");
         }
+        if self.payments_per_user == 0 {
+            bail!("--payments-per-user must be at least 1");
+        }
+        if self.rate > 0.0 {
+            // The schedule must end before --max-secs, or its last payments would silently
+            // never be sent.
+            let secs = self.payments_per_user as f64 * self.users as f64 / self.rate;
+            if secs > self.max_secs as f64 {
+                bail!(
+                    "--rate {} takes {secs:.0} s for --users × --payments-per-user, over \
+                     --max-secs {}",
+                    self.rate,
+                    self.max_secs
+                );
+            }
+        }
         if self.amount == 0 || self.payments_per_user.saturating_mul(self.amount) > self.deposit {
             bail!("--deposit must cover --payments-per-user × --amount (so no payment is refused for funds)");
         }
@@ -366,6 +382,23 @@ impl Schedule {
     }
 }
 
+/// When a payer stops waiting for an answer: while sending, at the next payment due if there
+/// is room to send it (open loop), else at the deadline; once the deadline has passed, at the
+/// end of the time answers still in flight are given.
+fn wake_at(
+    schedule: Option<&Schedule>,
+    room: bool,
+    next: u64,
+    deadline: Instant,
+    sending: bool,
+) -> Instant {
+    match schedule {
+        _ if !sending => deadline + DRAIN,
+        Some(s) if room => s.due(next).min(deadline),
+        _ => deadline,
+    }
+}
+
 /// A payment sent and not yet answered.
 struct Pending {
     payee: usize,
@@ -441,22 +474,15 @@ async fn payer(mut ws: Ws, mut ctx: PayerCtx) -> (usize, Outcome) {
         if outcome.closed.is_some() {
             break;
         }
-        let wait = if sending {
-            let until = match ctx.schedule {
-                // Wake for the next payment due, if there is room to send it.
-                Some(s)
-                    if pending.len() < ctx.args.in_flight && next < ctx.args.payments_per_user =>
-                {
-                    s.due(next).min(ctx.deadline)
-                }
-                _ => ctx.deadline,
-            };
-            until.saturating_duration_since(now)
-        } else {
-            (ctx.deadline + DRAIN).saturating_duration_since(now)
-        };
+        let wake = wake_at(
+            ctx.schedule.as_ref(),
+            pending.len() < ctx.args.in_flight && next < ctx.args.payments_per_user,
+            next,
+            ctx.deadline,
+            sending,
+        );
         let received =
-            match tokio::time::timeout(wait.max(Duration::from_millis(1)), ws.recv()).await {
+            match tokio::time::timeout_at(tokio::time::Instant::from_std(wake), ws.recv()).await {
                 Err(_) if sending => continue,
                 Err(_) => break,
                 Ok(Err(error)) => {
@@ -619,6 +645,57 @@ mod tests {
             })
             .sum();
         assert_eq!(due, 1_000);
+    }
+
+    #[test]
+    fn a_payer_wakes_for_the_next_payment_due_only_while_it_may_send_it() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(10);
+        let s = Schedule::new(start, 100.0, 0, 1).unwrap();
+        // Room: the next payment due (the 3rd, at 30 ms), not the deadline.
+        assert_eq!(
+            wake_at(Some(&s), true, 3, deadline, true),
+            start + Duration::from_millis(30)
+        );
+        // Full: only an answer (or the deadline) can free room.
+        assert_eq!(wake_at(Some(&s), false, 3, deadline, true), deadline);
+        // A payment due after the deadline is never waited for.
+        assert_eq!(wake_at(Some(&s), true, 5_000, deadline, true), deadline);
+        // Closed loop: the deadline; after it, the drain, whatever the schedule.
+        assert_eq!(wake_at(None, true, 3, deadline, true), deadline);
+        assert_eq!(
+            wake_at(Some(&s), true, 3, deadline, false),
+            deadline + DRAIN
+        );
+        assert_eq!(wake_at(None, false, 3, deadline, false), deadline + DRAIN);
+    }
+
+    #[test]
+    fn an_open_loop_must_fit_its_time() {
+        let mut args = PaymentsArgs {
+            users: 200,
+            payments_per_user: 200,
+            hot: 3,
+            hot_share: 0.2,
+            in_flight: 16,
+            deposit: 100_000,
+            amount: 1,
+            max_secs: 120,
+            rate: 10_000.0,
+        };
+        assert!(args.validate().is_ok());
+        // 40,000 payments at 100 a second is 400 s: over 120.
+        args.rate = 100.0;
+        assert!(args.validate().is_err());
+        args.rate = f64::MIN_POSITIVE;
+        assert!(args.validate().is_err());
+        args.rate = 0.0;
+        assert!(
+            args.validate().is_ok(),
+            "a closed loop has no schedule to fit"
+        );
+        args.payments_per_user = 0;
+        assert!(args.validate().is_err());
     }
 
     #[test]
