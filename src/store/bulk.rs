@@ -805,8 +805,8 @@ mod tests {
     }
 
     /// A feed entry for a user the store does not have fails the whole flush: the transfer,
-    /// the balances and the other feed entries staged with it are not written either (on
-    /// PostgreSQL they are one statement, on SQLite the caller rolls back).
+    /// the balances and the other feed entries staged with it are not written either (the
+    /// caller's transaction rolls back).
     #[tokio::test]
     async fn a_feed_entry_for_an_unknown_user_fails_the_flush_and_writes_nothing() {
         let (_dir, db) = store().await;
