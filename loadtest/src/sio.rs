@@ -180,7 +180,11 @@ impl Sio {
         let tcp = crate::client::tcp_connect(target.socket_addr, source).await?;
         let (stream, _response) = tokio::time::timeout(
             REQUEST_TIMEOUT,
-            tokio_tungstenite::client_async(request, tcp),
+            tokio_tungstenite::client_async_with_config(
+                request,
+                tcp,
+                Some(crate::client::ws_config()),
+            ),
         )
         .await
         .context("WebSocket handshake timed out")?
