@@ -6,7 +6,7 @@
 # fanout and connections through a Socket.IO server with its Redis adapter
 # (loadtest/reference/socketio); then the medians.
 #
-#   bash loadtest/bench.sh            # everything (about 40 minutes on 2 cores)
+#   bash loadtest/bench.sh            # everything (about 30 minutes on 2 cores, PostgreSQL alone about 15)
 #   BENCH_BACKENDS=sqlite BENCH_RUNS=1 bash loadtest/bench.sh
 #   BENCH_SOCKETIO=0 bash loadtest/bench.sh      # without the Socket.IO reference
 #   BENCH_SCENARIOS="bookings fanout" bash loadtest/bench.sh   # some scenarios (and their references)
