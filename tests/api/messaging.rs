@@ -1369,3 +1369,43 @@ async fn concurrent_reopen_and_move_leave_exactly_one_open_thread_per_context() 
         );
     }
 }
+
+#[actix_web::test]
+async fn a_topic_unsubscribed_then_resumed_from_zero_replays_what_was_already_seen() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let mut device = node.ws(&guest.token).await;
+    assert!(matches!(
+        subscribe(&mut device, &thread_id, None).await,
+        ServerFrame::Subscribed { .. }
+    ));
+    assert_eq!(post(&node, &host, &thread_id, "first").await.0, 201);
+    assert_eq!(next_message(&mut device).await, (1, "first".to_owned()));
+    let topic = format!("thread:{thread_id}");
+    device
+        .send(&ClientFrame::Unsubscribe {
+            id: Some("u".into()),
+            topic: topic.clone(),
+        })
+        .await;
+    loop {
+        match device.recv_skipping_heartbeats().await {
+            Some(ServerFrame::Unsubscribed { topic: t, .. }) => {
+                assert_eq!(t, topic);
+                break;
+            }
+            Some(ServerFrame::Event(_)) => continue,
+            other => panic!("expected unsubscribed, got {other:?}"),
+        }
+    }
+    // Unsubscribing forgot what this connection was sent on the topic, so a resume from zero
+    // replays message 1 rather than dropping it as a duplicate.
+    assert!(matches!(
+        subscribe(&mut device, &thread_id, Some(0)).await,
+        ServerFrame::Subscribed { .. }
+    ));
+    assert_eq!(next_message(&mut device).await, (1, "first".to_owned()));
+    assert_eq!(post(&node, &host, &thread_id, "second").await.0, 201);
+    assert_eq!(next_message(&mut device).await, (2, "second".to_owned()));
+}

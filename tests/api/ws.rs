@@ -425,3 +425,28 @@ async fn shutdown_closes_sockets_with_going_away() {
     node.stopped.await.unwrap().unwrap();
     assert!(http.get(health).send().await.is_err(), "still accepting");
 }
+
+#[actix_web::test]
+async fn a_websocket_ping_is_answered_with_its_payload() {
+    use futures_util::StreamExt;
+    let node = spawn_node().await;
+    let user = node.user().await;
+    let mut ws = node.ws(&user.token).await;
+    ws.send_raw(Message::Ping(b"are you there".to_vec().into()))
+        .await;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), ws.stream.next())
+            .await
+            .expect("a pong within the wait")
+            .expect("the connection stays open")
+            .unwrap();
+        match message {
+            Message::Pong(payload) => {
+                assert_eq!(&payload[..], b"are you there");
+                break;
+            }
+            Message::Close(frame) => panic!("closed instead of a pong: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
