@@ -96,15 +96,27 @@ pub fn check_loopback_database_url(raw: &str) -> anyhow::Result<()> {
     check_loopback_url(&url)
 }
 
-/// The `n` loopback source addresses to spread connections over: 127.0.0.2, 127.0.0.3, …
-/// (127.0.0.1 is left to everything else on the machine).
-pub fn source_addresses(n: usize) -> anyhow::Result<Vec<Ipv4Addr>> {
-    if n == 0 || n > 250 {
-        bail!("--sources must be 1 to 250 (127.0.0.2 to 127.0.0.251)");
+/// The `n` loopback source addresses to spread connections over, from 127.0.0.`first`:
+/// 127.0.0.2, 127.0.0.3, … by default (127.0.0.1 is left to everything else on the machine).
+/// Several load generators on one machine each take addresses of their own (`first`), since
+/// each address has one range of ephemeral ports whoever binds it.
+pub fn source_addresses(first: u8, n: usize) -> anyhow::Result<Vec<Ipv4Addr>> {
+    let last = usize::from(first) + n.saturating_sub(1);
+    if first < FIRST_SOURCE || n == 0 || last > usize::from(LAST_SOURCE) {
+        bail!(
+            "source addresses must lie in 127.0.0.{FIRST_SOURCE} to 127.0.0.{LAST_SOURCE}: \
+             {n} from 127.0.0.{first} do not"
+        );
     }
-    let last = u8::try_from(n + 1).context("too many source addresses")?;
-    Ok((2..=last).map(|d| Ipv4Addr::new(127, 0, 0, d)).collect())
+    let last = u8::try_from(last).context("too many source addresses")?;
+    Ok((first..=last)
+        .map(|d| Ipv4Addr::new(127, 0, 0, d))
+        .collect())
 }
+
+/// The lowest and highest last byte of a source address (127.0.0.2 to 127.0.0.251).
+pub const FIRST_SOURCE: u8 = 2;
+const LAST_SOURCE: u8 = 251;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
@@ -169,7 +181,7 @@ mod tests {
 
     #[test]
     fn source_addresses_start_after_the_usual_loopback() {
-        let sources = source_addresses(3).unwrap();
+        let sources = source_addresses(FIRST_SOURCE, 3).unwrap();
         assert_eq!(
             sources,
             vec![
@@ -179,7 +191,26 @@ mod tests {
             ]
         );
         assert!(sources.iter().all(|s| is_loopback_ip(IpAddr::V4(*s))));
-        assert!(source_addresses(0).is_err());
-        assert!(source_addresses(251).is_err());
+        assert!(source_addresses(FIRST_SOURCE, 0).is_err());
+        assert!(source_addresses(FIRST_SOURCE, 251).is_err());
+        assert_eq!(source_addresses(FIRST_SOURCE, 250).unwrap().len(), 250);
+    }
+
+    #[test]
+    fn a_second_load_generator_takes_addresses_of_its_own() {
+        let sources = source_addresses(10, 2).unwrap();
+        assert_eq!(
+            sources,
+            vec![Ipv4Addr::new(127, 0, 0, 10), Ipv4Addr::new(127, 0, 0, 11)]
+        );
+        assert_eq!(
+            source_addresses(251, 1).unwrap(),
+            vec![Ipv4Addr::new(127, 0, 0, 251)]
+        );
+        assert!(source_addresses(251, 2).is_err());
+        assert!(
+            source_addresses(1, 1).is_err(),
+            "127.0.0.1 is left to the rest"
+        );
     }
 }

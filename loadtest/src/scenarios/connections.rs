@@ -29,6 +29,10 @@ pub struct ConnectionsArgs {
     /// Loopback source addresses (127.0.0.2 …); 0: as many as the count needs.
     #[arg(long, default_value_t = 0)]
     pub sources: usize,
+    /// The last byte of the first source address: another load generator holding connections
+    /// on the same machine at the same time starts after this one's addresses.
+    #[arg(long, default_value_t = target::FIRST_SOURCE)]
+    pub first_source: u8,
     /// How long to hold the connections once all are open.
     #[arg(long, default_value_t = 30)]
     pub hold_secs: u64,
@@ -66,13 +70,17 @@ pub async fn run(common: &Common, mut args: ConnectionsArgs) -> anyhow::Result<R
     if args.connections == 0 || args.per_user == 0 {
         bail!("--connections and --per-user must be at least 1");
     }
-    let sources = target::source_addresses(sources_needed(args.connections, args.sources))?;
+    let sources = target::source_addresses(
+        args.first_source,
+        sources_needed(args.connections, args.sources),
+    )?;
     let users_needed = args.connections.div_ceil(args.per_user);
     let mut report = Report::new("connections");
     report.param("codec", common.codec_name());
     report.param("connections", args.connections as u64);
     report.param("users", users_needed as u64);
     report.param("source_addresses", sources.len() as u64);
+    report.param("first_source", sources.first().map(ToString::to_string));
     report.param("hold_secs", args.hold_secs);
     report.param("node_pid", args.node_pid.map(u64::from));
 

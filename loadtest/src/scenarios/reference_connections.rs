@@ -27,6 +27,10 @@ pub struct ReferenceConnectionsArgs {
     /// Loopback source addresses (127.0.0.2 …); 0: as many as the count needs.
     #[arg(long, default_value_t = 0)]
     pub sources: usize,
+    /// The last byte of the first source address: another load generator holding connections
+    /// on the same machine at the same time starts after this one's addresses.
+    #[arg(long, default_value_t = target::FIRST_SOURCE)]
+    pub first_source: u8,
     /// How long to hold the connections once all are open.
     #[arg(long, default_value_t = 30)]
     pub hold_secs: u64,
@@ -56,7 +60,10 @@ pub async fn run(smoke: bool, mut args: ReferenceConnectionsArgs) -> anyhow::Res
         bail!("--connections must be at least 1");
     }
     let target = args.server.target()?;
-    let sources = target::source_addresses(sources_needed(args.connections, args.sources))?;
+    let sources = target::source_addresses(
+        args.first_source,
+        sources_needed(args.connections, args.sources),
+    )?;
     let mut report = Report::new("reference-connections");
     report.param("server", "socket.io + redis adapter");
     report.param("connections", args.connections as u64);
