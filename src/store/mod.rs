@@ -190,11 +190,36 @@ impl Db {
 /// the journal writer's connections can be told from the rest.
 pub const OWN_POOL_APPLICATION_NAME: &str = "node journal";
 
+/// How long a pooled PostgreSQL connection may sit idle and still be handed out without a
+/// ping first (see [`pg_pool_options`]).
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
+
 /// The node's PostgreSQL pools, shared and own, are made alike.
+///
+/// A connection is pinged before it is handed out only when it has been idle for
+/// [`PING_IF_IDLE_FOR`] or longer (sqlx's own `test_before_acquire` pings every time). Under
+/// load connections are never idle that long, and the ping would be a round trip ahead of
+/// every statement the pool serves, two of them on every payment's and post's path (the
+/// stored-reply lookup, then the journal's batch): without it, 1.05× the payments a second,
+/// with a lower p99 (BENCHMARKS.md). sqlx pings each connection when it is released and closes
+/// one that does not answer. So what is left is a connection that dies within half a second
+/// of its last use: it fails the one statement that next uses it (a journal batch fails as a
+/// whole and its commands can be retried, DESIGN.md section 4), and is replaced.
 fn pg_pool_options(connections_max: u32) -> PgPoolOptions {
+    use sqlx::Connection;
     PgPoolOptions::new()
         .max_connections(connections_max.max(1))
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    // An error closes the connection; the pool opens another.
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// What a unit test's store lives in: a temporary directory, and on PostgreSQL the test's

@@ -289,3 +289,94 @@ async fn a_node_dropped_without_stopping_leaves_its_database_to_the_next_one() {
     assert_ledger_balanced(&second).await;
     drop(dir);
 }
+
+/// On PostgreSQL, ends every server connection the node holds to its database, shared pool
+/// and journal alike, as a server restart or a network cut would; returns how many. `None`
+/// on SQLite, which has no connections to lose.
+async fn cut_the_node_off(database_url: &str) -> Option<i64> {
+    use sqlx::Connection;
+    let (_, database) = database_url.rsplit_once('/')?;
+    if !database_url.starts_with("postgres") {
+        return None;
+    }
+    let mut admin = sqlx::PgConnection::connect(database_url).await.unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(database)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    Some(i64::try_from(ended.iter().filter(|e| **e).count()).unwrap())
+}
+
+#[actix_web::test]
+async fn connections_cut_off_under_the_node_are_replaced_and_cost_no_more_than_a_retry() {
+    // The node's pools ping a connection before handing it out only when it has been idle
+    // for `PING_IF_IDLE_FOR`. A cut longer ago than that costs nothing; a cut just after the
+    // connections were used fails the commands that meet a dead one, each either done once
+    // or not at all, and a retry of a failed one applies it once.
+    let node = spawn_node_with(|_| {}).await;
+    let user = node.user().await;
+    assert_eq!(
+        deposit(&node, &user.token, "before", "10").await.status(),
+        200
+    );
+    let Some(ended) = cut_the_node_off(&node.database_url).await else {
+        return; // SQLite: nothing to cut.
+    };
+    assert!(
+        ended >= 2,
+        "the node held {ended} connections: pool and journal"
+    );
+    tokio::time::sleep(node::store::PING_IF_IDLE_FOR + std::time::Duration::from_millis(100)).await;
+    for i in 0..10 {
+        let response = deposit(&node, &user.token, &format!("idle-{i}"), "1").await;
+        assert_eq!(response.status(), 200, "deposit {i} after an idle cut");
+    }
+
+    // Cut again at once: the connections were in use a moment ago.
+    cut_the_node_off(&node.database_url).await;
+    let (mut failed, mut done, mut in_a_row) = (Vec::new(), 10, 0);
+    for i in 0..80 {
+        let id = format!("after-{i}");
+        let response = deposit(&node, &user.token, &id, "1").await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        if status == 200 {
+            assert_eq!(body["meta"]["status"], "authorized", "{body}");
+            done += 1;
+            in_a_row += 1;
+            if in_a_row == 10 {
+                break;
+            }
+        } else {
+            assert_eq!(body["meta"]["status"], "error", "{status}: {body}");
+            failed.push(id);
+            in_a_row = 0;
+        }
+    }
+    assert_eq!(in_a_row, 10, "still failing after 80 commands: {failed:?}");
+    assert!(
+        failed.len() <= 20,
+        "{} commands failed, more than the node had connections",
+        failed.len()
+    );
+    // Each failed command left nothing: retried, each is applied once, and once only.
+    for id in &failed {
+        let retried = deposit(&node, &user.token, id, "1").await;
+        assert_eq!(retried.status(), 200, "retrying {id}");
+    }
+    let info = node
+        .post_json(
+            "/rest/v01/account_info",
+            &json!({"meta": meta(&user.token, "info")}),
+        )
+        .await;
+    let info: Value = info.json().await.unwrap();
+    let expected = 10 + done + failed.len();
+    assert_eq!(info["meta"]["wallet_balance"], expected.to_string());
+    assert_ledger_balanced(&node).await;
+}
