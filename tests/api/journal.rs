@@ -75,6 +75,18 @@ async fn deposit(
     .await
 }
 
+/// The user's EVG wallet balance, as Evergreen's `account_info` gives it.
+async fn wallet_balance(node: &TestNode, token: &str) -> String {
+    let info = node
+        .post_json(
+            "/rest/v01/account_info",
+            &json!({"meta": meta(token, "info")}),
+        )
+        .await;
+    let info: Value = info.json().await.unwrap();
+    info["meta"]["wallet_balance"].as_str().unwrap().to_owned()
+}
+
 #[actix_web::test]
 async fn concurrent_commands_commit_in_far_fewer_transactions() {
     // A generous window so that batching does not depend on the machine's speed.
@@ -127,14 +139,7 @@ async fn a_failed_batch_keeps_nothing_and_loses_nothing() {
     assert_eq!(body["meta"]["status"], "error");
     // The acknowledged deposit is there, the failed one is not, and the wallet (reset after the
     // failure) agrees with the store.
-    let info = node
-        .post_json(
-            "/rest/v01/account_info",
-            &json!({"meta": meta(&user.token, "info")}),
-        )
-        .await;
-    let info: Value = info.json().await.unwrap();
-    assert_eq!(info["meta"]["wallet_balance"], "10");
+    assert_eq!(wallet_balance(&node, &user.token).await, "10");
     // The failed request id left nothing behind: retrying it applies it once.
     let retried = deposit(&node, &user.token, "second", "5").await;
     assert_eq!(retried.status(), 200);
@@ -369,14 +374,10 @@ async fn connections_cut_off_under_the_node_are_replaced_and_cost_no_more_than_a
         let retried = deposit(&node, &user.token, id, "1").await;
         assert_eq!(retried.status(), 200, "retrying {id}");
     }
-    let info = node
-        .post_json(
-            "/rest/v01/account_info",
-            &json!({"meta": meta(&user.token, "info")}),
-        )
-        .await;
-    let info: Value = info.json().await.unwrap();
     let expected = 10 + done + failed.len();
-    assert_eq!(info["meta"]["wallet_balance"], expected.to_string());
+    assert_eq!(
+        wallet_balance(&node, &user.token).await,
+        expected.to_string()
+    );
     assert_ledger_balanced(&node).await;
 }
