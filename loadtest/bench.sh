@@ -6,12 +6,13 @@
 # fanout and connections through a Socket.IO server with its Redis adapter
 # (loadtest/reference/socketio); then the medians.
 #
-#   bash loadtest/bench.sh            # everything (about 30 minutes on 2 cores, PostgreSQL alone about 15)
+#   bash loadtest/bench.sh            # everything (13 to 30 minutes on 2 cores, by the machine; the cluster 8 more)
 #   BENCH_BACKENDS=sqlite BENCH_RUNS=1 bash loadtest/bench.sh
 #   BENCH_SOCKETIO=0 bash loadtest/bench.sh      # without the Socket.IO reference
 #   BENCH_SCENARIOS="bookings fanout" bash loadtest/bench.sh   # some scenarios (and their references)
 #   BENCH_BASELINE_BIN=/path/to/old/node bash loadtest/bench.sh  # old against new, alternating
 #   BENCH_PAY_RATES="10000 20000" bash loadtest/bench.sh  # the open-loop payment rates ("" for none)
+#   BENCH_CLUSTER=0 bash loadtest/bench.sh       # without cluster.sh's 100,000 connections at the end
 #
 # Needs PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH for the postgres runs and the
 # Socket.IO reference (as .ci/run has them), and node + npm for the latter (`npm ci` from the
@@ -29,6 +30,8 @@ BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
 RUNS="${BENCH_RUNS:-3}"
 CODEC="${BENCH_CODEC:-msgpack}"
 SOCKETIO="${BENCH_SOCKETIO:-1}"
+# The 100,000 connections over a cluster of nodes at the end (0: not); see cluster.sh.
+CLUSTER="${BENCH_CLUSTER:-1}"
 # Which of the node's scenarios to run (their references follow them).
 SCENARIOS="${BENCH_SCENARIOS:-payments fanout resume connections bookings}"
 wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
@@ -183,6 +186,15 @@ for run in $(seq 1 "$RUNS"); do
   fi
 done
 
+# 100,000 idle connections at once, over a cluster of nodes and one of Socket.IO servers
+# (cluster.sh: one process may not open that many files here), once, after the rounds.
+if [ "$CLUSTER" != 0 ] && wants connections && [[ " $BACKENDS " == *" postgres "* ]]; then
+  echo "=== connections over a cluster (loadtest/cluster.sh)"
+  CLUSTER_BUILD=0 NODE_BIN="$NODE_BIN" LOADTEST_BIN="$LOADTEST_BIN" CLUSTER_SOCKETIO="$SOCKETIO" \
+    CLUSTER_DIR="$REPORT_DIR/cluster" PG_URL="$PG_URL" REDIS_URL_BENCH="$REDIS_URL_BENCH" \
+    bash loadtest/cluster.sh || failed+=("connections over a cluster")
+fi
+
 {
   echo "## Machine"
   echo
@@ -195,6 +207,9 @@ done
   echo "## Medians of $RUNS runs (codec $CODEC)"
   echo
   "$LOADTEST_BIN" summarize --from "$REPORT_DIR"
+  for cluster in "$REPORT_DIR"/cluster/summary-*.md; do
+    if [ -f "$cluster" ]; then echo; cat "$cluster"; fi
+  done
 } >"$REPORT_DIR/summary.md"
 echo "=== medians in $REPORT_DIR/summary.md"
 if [ ${#failed[@]} -gt 0 ]; then
