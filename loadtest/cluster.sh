@@ -28,7 +28,8 @@ TOTAL="${CLUSTER_CONNECTIONS:-100000}"
 # Long enough that every load generator is still holding when the last one has connected.
 HOLD="${CLUSTER_HOLD_SECS:-60}"
 CODEC="${CLUSTER_CODEC:-msgpack}"
-# Then the same with as many Socket.IO reference servers on its Redis adapter (0: not).
+# Then the same with as many Socket.IO reference servers on its Redis adapter (0: not);
+# CLUSTER_NODES_RUN=0 leaves the nodes out (Socket.IO only).
 SOCKETIO="${CLUSTER_SOCKETIO:-1}"
 SIO_DIR=loadtest/reference/socketio
 NODE_BIN="${NODE_BIN:-$TARGET_DIR/release/node}"
@@ -62,7 +63,7 @@ stop_pids() {
 }
 cleanup() {
   stop_pids "${ALL_PIDS[@]}"
-  psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+  psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -95,12 +96,14 @@ start_servers() {
 }
 
 # open_now KIND URL: the connections the server at URL holds now. A node's own gauge counts
-# authenticated connections; for Socket.IO, the kernel's established ones on its port.
+# authenticated connections; for Socket.IO, the kernel's established ones on its address and
+# port (only the server's end: a load generator's socket on 127.0.0.2… may have the same
+# local port).
 open_now() {
   if [ "$1" = node ]; then
     curl -sf --max-time 5 "$2/metrics" | awk '$1 == "node_ws_connections" {print $2}' || true
   else
-    ss -Htn state established "( sport = :${2##*:} )" 2>/dev/null | wc -l
+    ss -Htn state established "( src 127.0.0.1:${2##*:} )" 2>/dev/null | wc -l
   fi
 }
 
@@ -163,12 +166,13 @@ hold() {
     fi
   done
   stop_pids "${SERVER_PIDS[@]}"
+  ALL_PIDS=()   # all stopped or waited for: nothing for the cleanup to signal
   python3 loadtest/tools/cluster_summary.py "$CLUSTER_DIR" "$label" "$peak" \
     "$(( NODES * PER_NODE ))" "$(( before_avail - min_avail ))" \
     | tee "$CLUSTER_DIR/summary-$kind.md" || failed=1
 }
 
-hold node
+[ "${CLUSTER_NODES_RUN:-1}" = 0 ] || hold node
 if [ "$SOCKETIO" != 0 ]; then
   echo "=== installing the Socket.IO reference (npm ci)"
   (cd "$SIO_DIR" && npm ci --no-audit --no-fund --loglevel=error)

@@ -64,7 +64,10 @@ def main():
     print(f"- the machine's MemAvailable fell by {machine_kib / 1024:,.0f} MiB: "
           f"{machine_kib / max(peak, 1):.1f} KiB a connection, both ends and the kernel")
     ok = peak >= asked and opened >= asked and not failed and len(reports) > 0
-    print(f"- checks: {'all passed' if ok else 'FAILED: ' + ', '.join(failed or ['not all open at once'])}")
+    why = failed or (["a server's report is missing"] if not reports else []) or (
+        [f"{opened:,} opened"] if opened < asked else [f"at most {peak:,} open at once"]
+    )
+    print(f"- checks: {'all passed' if ok else 'FAILED: ' + ', '.join(why)}")
     sys.exit(0 if ok else 1)
 
 

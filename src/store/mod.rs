@@ -200,11 +200,13 @@ pub const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
 /// [`PING_IF_IDLE_FOR`] or longer (sqlx's own `test_before_acquire` pings every time). Under
 /// load connections are never idle that long, and the ping would be a round trip ahead of
 /// every statement the pool serves, two of them on every payment's and post's path (the
-/// stored-reply lookup, then the journal's batch): without it, 1.05× the payments a second,
-/// with a lower p99 (BENCHMARKS.md). sqlx pings each connection when it is released and closes
-/// one that does not answer. So what is left is a connection that dies within half a second
-/// of its last use: it fails the one statement that next uses it (a journal batch fails as a
-/// whole and its commands can be retried, DESIGN.md section 4), and is replaced.
+/// stored-reply lookup, then the journal's batch): without it, 3 to 5 % more payments a
+/// second saturated (BENCHMARKS.md section 3). sqlx pings each connection when it is released
+/// and closes one that does not answer. So what is left is a connection closed by the server
+/// within half a second of its last use: it fails the one statement that next uses it (a
+/// journal batch fails as a whole and its commands can be retried, DESIGN.md section 4), and
+/// is replaced. (A connection whose packets are silently dropped hangs its statement until
+/// TCP gives up, as a statement already in flight on it would with the ping.)
 fn pg_pool_options(connections_max: u32) -> PgPoolOptions {
     use sqlx::Connection;
     PgPoolOptions::new()
