@@ -158,6 +158,13 @@ pub struct Settings {
     #[arg(long, env = "JOURNAL_QUEUE_MAX", default_value_t = 65_536)]
     pub journal_queue_max: usize,
 
+    /// Longest one batch's transaction may take, in milliseconds, before the writer gives up
+    /// on it and fails its commands (each can be retried with its key): a database that stops
+    /// answering (a cut network drops packets silently) fails commands instead of holding
+    /// them until TCP gives up, many minutes later.
+    #[arg(long, env = "JOURNAL_COMMIT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub journal_commit_timeout_ms: u64,
+
     /// Messages one actor's mailbox holds; when full, commands answer "busy".
     #[arg(long, env = "ACTOR_MAILBOX_MAX", default_value_t = 1024)]
     pub actor_mailbox_max: usize,
@@ -285,6 +292,7 @@ impl Settings {
             journal_batch_max: 1024,
             journal_batch_window_us: 500,
             journal_queue_max: 65_536,
+            journal_commit_timeout_ms: 10_000,
             actor_mailbox_max: 1024,
             actor_passivate_after_secs: 300,
             actor_arbiters: 0,
@@ -317,6 +325,10 @@ impl Settings {
             passivate_after: Duration::from_secs(self.actor_passivate_after_secs),
             ..actors::registry::RegistrySettings::default()
         }
+    }
+
+    pub fn journal_commit_timeout(&self) -> Duration {
+        Duration::from_millis(self.journal_commit_timeout_ms.max(1))
     }
 
     pub fn journal_batch_window(&self) -> Duration {

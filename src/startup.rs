@@ -111,6 +111,7 @@ impl Application {
                 queue_max: settings.journal_queue_max,
             },
             &db,
+            settings.journal_commit_timeout(),
             Arc::clone(&fail_next),
             Arc::clone(&fanout),
             Arc::clone(&metrics),
@@ -296,6 +297,7 @@ struct JournalThread {
 async fn start_journal(
     settings: JournalSettings,
     db: &Db,
+    commit_timeout: Duration,
     fail_next: Arc<AtomicU32>,
     sink: Arc<Fanout>,
     metrics: Arc<Metrics>,
@@ -332,7 +334,7 @@ async fn start_journal(
                         return;
                     }
                 };
-                let store = Arc::new(SqlJournal::new(own.clone(), fail_next));
+                let store = Arc::new(SqlJournal::new(own.clone(), fail_next, commit_timeout));
                 let (handle, mut task) = spawn_writer(settings, store, sink, metrics);
                 if ready_tx.send(Ok(handle)).is_ok() {
                     tokio::select! {

@@ -206,7 +206,8 @@ pub const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
 /// within half a second of its last use: it fails the one statement that next uses it (a
 /// journal batch fails as a whole and its commands can be retried, DESIGN.md section 4), and
 /// is replaced. (A connection whose packets are silently dropped hangs its statement until
-/// TCP gives up, as a statement already in flight on it would with the ping.)
+/// TCP gives up, as a statement already in flight on it would with the ping; a journal batch
+/// gives up sooner, at `JOURNAL_COMMIT_TIMEOUT_MS`.)
 fn pg_pool_options(connections_max: u32) -> PgPoolOptions {
     use sqlx::Connection;
     PgPoolOptions::new()

@@ -180,10 +180,9 @@ async fn what_was_acknowledged_survives_a_restart_and_the_journal_stops_with_the
     first.shutdown.shutdown();
     first.stopped.await.unwrap().unwrap();
     // Stopped means the writer's thread closed its pool, not merely that the grace passed.
-    assert_eq!(
-        journal_connections(&first.database_url).await.unwrap_or(0),
-        0
-    );
+    // (A server process outlives its client's goodbye by a moment, longer when other tests
+    // load the server, so the count is waited for.)
+    until_journal_disconnects(&first.database_url).await;
 
     let second = crate::helpers::start_on(&settings).await;
     // The same request id again is the stored reply, not a second deposit.
@@ -382,4 +381,46 @@ async fn connections_cut_off_under_the_node_are_replaced_and_cost_no_more_than_a
         expected.to_string()
     );
     assert_ledger_balanced(&node).await;
+}
+
+#[actix_web::test]
+async fn a_batch_the_database_does_not_finish_in_time_fails_and_its_retry_applies_once() {
+    // A batch whose transaction cannot finish (here another client holds the write lock it
+    // needs; a database behind a cut network looks the same) is given up after
+    // JOURNAL_COMMIT_TIMEOUT_MS: its command is answered as failed instead of waiting for the
+    // database however long, and nothing of it is kept.
+    let node = spawn_node_with(|s| s.journal_commit_timeout_ms = 300).await;
+    let user = node.user().await;
+    assert_eq!(
+        deposit(&node, &user.token, "first", "10").await.status(),
+        200
+    );
+    let blocker = block_writes(&node.database_url).await;
+    let started = std::time::Instant::now();
+    let stuck = deposit(&node, &user.token, "stuck", "5").await;
+    let waited = started.elapsed();
+    assert_eq!(stuck.status(), 500);
+    let body: Value = stuck.json().await.unwrap();
+    assert_eq!(body["meta"]["status"], "error", "{body}");
+    assert!(
+        waited < std::time::Duration::from_secs(3),
+        "answered after {waited:?}"
+    );
+    drop(blocker);
+    let retried = deposit(&node, &user.token, "stuck", "5").await;
+    assert_eq!(retried.status(), 200);
+    let retried: Value = retried.json().await.unwrap();
+    let again: Value = deposit(&node, &user.token, "stuck", "5")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, retried);
+    assert_eq!(wallet_balance(&node, &user.token).await, "15");
+    assert_ledger_balanced(&node).await;
+    let text = node.metrics().await;
+    assert!(
+        metric(&text, "node_journal_batches_total{result=\"failed\"}") >= 1.0,
+        "{text}"
+    );
 }
