@@ -109,9 +109,9 @@ impl Application {
                 batch_max: settings.journal_batch_max,
                 batch_window: settings.journal_batch_window(),
                 queue_max: settings.journal_queue_max,
+                commit_timeout: settings.journal_commit_timeout(),
             },
             &db,
-            settings.journal_commit_timeout(),
             Arc::clone(&fail_next),
             Arc::clone(&fanout),
             Arc::clone(&metrics),
@@ -297,7 +297,6 @@ struct JournalThread {
 async fn start_journal(
     settings: JournalSettings,
     db: &Db,
-    commit_timeout: Duration,
     fail_next: Arc<AtomicU32>,
     sink: Arc<Fanout>,
     metrics: Arc<Metrics>,
@@ -334,7 +333,7 @@ async fn start_journal(
                         return;
                     }
                 };
-                let store = Arc::new(SqlJournal::new(own.clone(), fail_next, commit_timeout));
+                let store = Arc::new(SqlJournal::new(own.clone(), fail_next));
                 let (handle, mut task) = spawn_writer(settings, store, sink, metrics);
                 if ready_tx.send(Ok(handle)).is_ok() {
                     tokio::select! {

@@ -128,6 +128,13 @@ pub struct JournalSettings {
     pub batch_window: Duration,
     /// Most submissions waiting for the writer; a full queue answers `Busy`.
     pub queue_max: usize,
+    /// Longest one batch's commit may take before the writer gives up on it and fails its
+    /// submissions: a store that stops answering (a cut network drops packets silently)
+    /// fails commands instead of holding them, and every batch behind them, until TCP gives
+    /// up. A batch given up on may still have committed (its COMMIT had gone out); its
+    /// commands are failed all the same, which is safe: a retry with the same key gets the
+    /// stored answer, and every actor in it is reset and reloads what the store kept.
+    pub commit_timeout: Duration,
 }
 
 impl Default for JournalSettings {
@@ -136,6 +143,7 @@ impl Default for JournalSettings {
             batch_max: 1024,
             batch_window: Duration::from_micros(500),
             queue_max: 65_536,
+            commit_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -358,7 +366,13 @@ where
 
     async fn commit(&self, batch: &[Submission<E>]) -> Result<(), CommitError> {
         let started = Instant::now();
-        let result = self.store.commit(batch).await;
+        let deadline = self.settings.commit_timeout;
+        let result = match tokio::time::timeout(deadline, self.store.commit(batch)).await {
+            Ok(result) => result,
+            Err(_) => Err(CommitError::Failed(format!(
+                "the batch's commit took longer than {deadline:?}"
+            ))),
+        };
         let events = batch.iter().map(|s| s.events.len()).sum();
         self.observer
             .batch(batch.len(), events, started.elapsed(), result.is_ok());

@@ -26,6 +26,7 @@ async fn group_commit_batches_concurrent_commands() {
             batch_max: 1024,
             batch_window: Duration::from_millis(5),
             queue_max: 65_536,
+            commit_timeout: Duration::from_secs(10),
         },
         registry_settings(),
     );
@@ -85,6 +86,7 @@ async fn a_backlog_commits_without_waiting_out_the_window() {
             batch_max: 3,
             batch_window: Duration::from_secs(60),
             queue_max: 65_536,
+            commit_timeout: Duration::from_secs(10),
         },
         registry_settings(),
     );
@@ -325,6 +327,7 @@ async fn acknowledged_exactly_once_under_intermittent_failures() {
             batch_max: 8,
             batch_window: Duration::from_millis(1),
             queue_max: 4096,
+            commit_timeout: Duration::from_secs(10),
         },
         registry_settings(),
     );
@@ -430,6 +433,7 @@ async fn full_journal_queue_answers_busy() {
             batch_max: 2,
             batch_window: Duration::from_millis(1),
             queue_max: 2,
+            commit_timeout: Duration::from_secs(10),
         },
         registry_settings(),
     );
@@ -898,4 +902,38 @@ async fn closing_the_journal_commits_what_was_queued_and_ends_the_writer() {
     ));
     drop(registry);
     pool.stop();
+}
+
+/// 3d. The commit deadline: a batch the store does not finish within `commit_timeout` is
+///     failed (nothing of it kept, its entity reset), the writer goes on, and the same command
+///     afterwards commits once.
+#[actix_rt::test]
+async fn a_commit_past_its_deadline_fails_and_the_writer_goes_on() {
+    let h = harness(
+        JournalSettings {
+            commit_timeout: Duration::from_millis(100),
+            ..journal_settings()
+        },
+        registry_settings(),
+    );
+    assert!(ask(&h.registry, "t", Cmd::Deposit(1)).await.is_ok());
+    h.store.hold_commits();
+    let started = std::time::Instant::now();
+    let answer = within(10, async {
+        send_plain(&h.registry, "t", Cmd::Deposit(5))
+            .await
+            .answer()
+            .await
+    })
+    .await;
+    assert!(is_not_stored(&answer), "{answer:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failed after {:?}",
+        started.elapsed()
+    );
+    h.store.release_commits();
+    assert!(ask(&h.registry, "t", Cmd::Deposit(5)).await.is_ok());
+    assert_eq!(h.store.deposits("t"), vec![1, 5]);
+    assert_eq!(balance(&h.registry, "t").await, 6);
 }

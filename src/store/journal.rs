@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actors::journal::{CommitError, JournalStore, Submission};
 use async_trait::async_trait;
@@ -80,17 +79,11 @@ pub struct SqlJournal {
     /// Batches still to fail on purpose: a fault injector for tests of the durability
     /// contract (see `Application::fail_next_batches`). Zero in normal operation.
     fail_next: Arc<AtomicU32>,
-    /// Longest a batch's transaction may take (`JOURNAL_COMMIT_TIMEOUT_MS`).
-    commit_timeout: Duration,
 }
 
 impl SqlJournal {
-    pub fn new(db: Db, fail_next: Arc<AtomicU32>, commit_timeout: Duration) -> Self {
-        SqlJournal {
-            db,
-            fail_next,
-            commit_timeout,
-        }
+    pub fn new(db: Db, fail_next: Arc<AtomicU32>) -> Self {
+        SqlJournal { db, fail_next }
     }
 }
 
@@ -119,59 +112,45 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             .fail_next
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok();
-        // The whole transaction under one deadline. Dropped at the deadline, it is rolled
-        // back, unless its COMMIT had already gone out: then it may have committed, and its
-        // commands are failed all the same. That is safe: each is retried with its key and
-        // gets the stored answer, never a second effect, and every actor in the batch is
-        // reset, so it reloads whatever the database kept.
-        let transaction = async {
-            on_db!(&self.db, pool => {
-                let mut tx = pool.begin_write().await.map_err(failed)?;
-                let rows = tx.read_epochs(&keys).await.map_err(failed)?;
-                let stored: HashMap<(&str, &str), i64> = rows
-                    .iter()
-                    .map(|(kind, id, epoch)| ((kind.as_str(), id.as_str()), *epoch))
-                    .collect();
-                let mut fenced = Vec::new();
-                for (actor, (epoch, incarnations)) in &epochs {
-                    if stored.get(actor) != Some(epoch) {
-                        fenced.extend(incarnations.iter().copied());
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(failed)?;
+            let rows = tx.read_epochs(&keys).await.map_err(failed)?;
+            let stored: HashMap<(&str, &str), i64> = rows
+                .iter()
+                .map(|(kind, id, epoch)| ((kind.as_str(), id.as_str()), *epoch))
+                .collect();
+            let mut fenced = Vec::new();
+            for (actor, (epoch, incarnations)) in &epochs {
+                if stored.get(actor) != Some(epoch) {
+                    fenced.extend(incarnations.iter().copied());
+                }
+            }
+            if !fenced.is_empty() {
+                return Err(CommitError::Fenced(fenced));
+            }
+            // Hot events are staged and written a few multi-row statements at a time; any
+            // other event first writes what is staged, then itself, so order is kept.
+            let mut staged = Staged::default();
+            for submission in batch {
+                for event in &submission.events {
+                    if !event.stage(&mut staged).map_err(failed)? {
+                        staged.flush(to_tx(&mut tx)).await.map_err(failed)?;
+                        event.persist(to_tx(&mut tx)).await.map_err(failed)?;
                     }
                 }
-                if !fenced.is_empty() {
-                    return Err(CommitError::Fenced(fenced));
+                if let (Some(actor), Some(record)) = (&submission.actor, &submission.idempotency) {
+                    staged.idempotency(actor, record);
                 }
-                // Hot events are staged and written a few multi-row statements at a time; any
-                // other event first writes what is staged, then itself, so order is kept.
-                let mut staged = Staged::default();
-                for submission in batch {
-                    for event in &submission.events {
-                        if !event.stage(&mut staged).map_err(failed)? {
-                            staged.flush(to_tx(&mut tx)).await.map_err(failed)?;
-                            event.persist(to_tx(&mut tx)).await.map_err(failed)?;
-                        }
-                    }
-                    if let (Some(actor), Some(record)) = (&submission.actor, &submission.idempotency) {
-                        staged.idempotency(actor, record);
-                    }
-                }
-                staged.flush(to_tx(&mut tx)).await.map_err(failed)?;
-                if injected {
-                    // Everything was written; rolling back now is exactly a commit that failed.
-                    tx.rollback().await.map_err(failed)?;
-                    return Err(CommitError::Failed("injected fault".into()));
-                }
-                tx.commit().await.map_err(failed)?;
-            });
-            Ok::<(), CommitError>(())
-        };
-        match tokio::time::timeout(self.commit_timeout, transaction).await {
-            Ok(result) => result,
-            Err(_) => Err(CommitError::Failed(format!(
-                "the batch's transaction took longer than {:?} (JOURNAL_COMMIT_TIMEOUT_MS)",
-                self.commit_timeout
-            ))),
-        }
+            }
+            staged.flush(to_tx(&mut tx)).await.map_err(failed)?;
+            if injected {
+                // Everything was written; rolling back now is exactly a commit that failed.
+                tx.rollback().await.map_err(failed)?;
+                return Err(CommitError::Failed("injected fault".into()));
+            }
+            tx.commit().await.map_err(failed)?;
+        });
+        Ok(())
     }
 }
 

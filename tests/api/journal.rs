@@ -9,15 +9,14 @@ use crate::helpers::{spawn_node_with, TestNode, WAIT};
 /// the writer shares the node's pool.
 async fn journal_connections(database_url: &str) -> Option<i64> {
     use sqlx::Connection;
-    let (_, database) = database_url.rsplit_once('/')?;
     if !database_url.starts_with("postgres") {
         return None;
     }
     let mut admin = sqlx::PgConnection::connect(database_url).await.unwrap();
     let count = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+        "SELECT COUNT(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1",
     )
-    .bind(database)
     .bind(node::store::OWN_POOL_APPLICATION_NAME)
     .fetch_one(&mut admin)
     .await

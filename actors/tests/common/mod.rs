@@ -499,6 +499,7 @@ pub fn journal_settings() -> JournalSettings {
         batch_max: 256,
         batch_window: Duration::from_millis(2),
         queue_max: 4096,
+        commit_timeout: Duration::from_secs(10),
     }
 }
 
