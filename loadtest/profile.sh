@@ -4,7 +4,8 @@
 #
 #   bash loadtest/profile.sh cpu DELAY SECS SCENARIO [ARGS…]
 #       perf call graphs of the node for SECS seconds, DELAY seconds into the scenario (after
-#       its setup); prints the node's CPU by part (loadtest/tools/perf_parts.py). Example:
+#       its setup); prints the node's CPU by part (loadtest/tools/perf_parts.py) and draws the
+#       flame graph $OUT/flamegraph-SCENARIO.svg (`loadtest flamegraph`). Example:
 #       bash loadtest/profile.sh cpu 4 5 payments --users 200 --payments-per-user 400 --hot 3 --hot-share 0.2 --in-flight 8
 #   bash loadtest/profile.sh statements DELAY SECS SCENARIO [ARGS…]
 #       PostgreSQL's time by statement while the scenario runs, from the server log with every
@@ -65,7 +66,10 @@ case "$mode" in
     perf record -F 199 --call-graph dwarf -o "$OUT/perf.data" -p "$NODE_PID" -- sleep "$secs"
     wait "$load"
     stop_node
-    perf script -i "$OUT/perf.data" 2>/dev/null | python3 loadtest/tools/perf_parts.py
+    perf script -i "$OUT/perf.data" 2>/dev/null >"$OUT/perf.script"
+    python3 loadtest/tools/perf_parts.py <"$OUT/perf.script"
+    "$LOADTEST_BIN" flamegraph --perf-script "$OUT/perf.script" --out "$OUT/flamegraph-$1.svg" \
+      --title "the node's CPU: $*"
     ;;
   threads)
     [ $# -ge 3 ] || { echo "usage: $0 threads DELAY SECS SCENARIO [ARGS…]" >&2; exit 2; }

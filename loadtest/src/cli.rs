@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::scenarios::bookings::StreamArgs;
 use crate::scenarios::connections::ConnectionsArgs;
 use crate::scenarios::fanout::FanoutArgs;
+use crate::scenarios::flamegraph::FlamegraphArgs;
 use crate::scenarios::payments::PaymentsArgs;
 use crate::scenarios::reference::ReferenceArgs;
 use crate::scenarios::reference_bookings::ReferenceBookingsArgs;
@@ -87,6 +88,8 @@ pub enum Scenario {
     ReferenceConnections(ReferenceConnectionsArgs),
     /// Medians of repeated runs from the JSON reports, as Markdown.
     Summarize(SummarizeArgs),
+    /// Draw `perf script` output as an SVG flame graph (`profile.sh cpu` does).
+    Flamegraph(FlamegraphArgs),
 }
 
 #[cfg(test)]

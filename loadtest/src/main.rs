@@ -40,6 +40,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )?));
         return Ok(ExitCode::SUCCESS);
     }
+    if let Scenario::Flamegraph(args) = &cli.scenario {
+        scenarios::flamegraph::run(args)?;
+        out(&format!("  flame graph: {}\n", args.out.display()));
+        return Ok(ExitCode::SUCCESS);
+    }
     let common = Common {
         target: target::parse_target(&cli.url)?,
         codec: cli.codec.into(),
@@ -62,7 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Scenario::ReferenceConnections(args) => {
             scenarios::reference_connections::run(cli.smoke, args).await?
         }
-        Scenario::Summarize(_) => return Ok(ExitCode::SUCCESS),
+        Scenario::Summarize(_) | Scenario::Flamegraph(_) => return Ok(ExitCode::SUCCESS),
     };
     report.label = cli.label;
     report.param("smoke", cli.smoke);

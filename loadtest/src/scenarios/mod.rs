@@ -4,6 +4,7 @@
 pub mod bookings;
 pub mod connections;
 pub mod fanout;
+pub mod flamegraph;
 pub mod payments;
 pub mod reference;
 pub mod reference_bookings;
