@@ -330,9 +330,18 @@ async fn redis_two_nodes_receive_every_push_in_order() {
 
     publish_range(&node_a, &topic, 1, PUSHES).await;
 
-    // The publisher's own subscriber gets them back through Redis too.
+    // The publisher's own subscriber gets them from the hub, the other node's through Redis.
     expect_in_order(&mut on_a_rx, &topic, 1, PUSHES).await;
     expect_in_order(&mut on_b_rx, &topic, 1, PUSHES).await;
+    // Exactly once: Redis echoes A's pushes back to A, and A drops the echoes. Once B's marker,
+    // published after all of them, reaches A, every echo has come and gone.
+    node_b.publish(marker(&topic)).await.expect("publish");
+    let after = next(&mut on_a_rx).await;
+    assert_eq!(
+        (after.topic.as_str(), after.seq),
+        (topic.as_str(), None),
+        "node A got one of its own pushes twice"
+    );
     // Redis delivers one connection's messages in order: if the other topic's subscriber first
     // sees this later marker, it received nothing of the 1000.
     node_a.publish(marker(&other_topic)).await.expect("publish");
@@ -467,4 +476,63 @@ async fn redis_reconnects_and_resubscribes_after_the_connection_drops() {
     expect_in_order(&mut on_a_rx, &topic, 1, 100).await;
     expect_in_order(&mut on_b_rx, &topic, 1, 100).await;
     node_a.health().await.expect("health after reconnect");
+}
+
+#[tokio::test]
+async fn redis_a_nodes_own_subscribers_do_not_wait_for_redis() {
+    let Some(url) = redis_url() else { return };
+    let node_a = redis_hub(&url, &unique("node-a")).await;
+    let node_b = redis_hub(&url, &unique("node-b")).await;
+    let mut admin = redis_admin(&url).await;
+    let topic = unique("thread");
+    let (on_a, mut on_a_rx) = probe();
+    let (on_b, mut on_b_rx) = probe();
+    node_a
+        .subscribe(&topic, SubscriberId(1), on_a)
+        .await
+        .expect("subscribe");
+    node_b
+        .subscribe(&topic, SubscriberId(1), on_b)
+        .await
+        .expect("subscribe");
+
+    // Redis holds every client's PUBLISH while its writes are paused, as a slow or stalled
+    // Redis would. (Other tests' publishes wait out the pause too; it is shorter than WAIT.)
+    let pause = Duration::from_secs(3);
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(pause.as_millis() as u64)
+        .arg("WRITE")
+        .exec_async(&mut admin)
+        .await
+        .expect("CLIENT PAUSE");
+    let publisher = Arc::clone(&node_a);
+    let publish_topic = topic.clone();
+    let publishing = tokio::spawn(async move { publisher.publish(push(&publish_topic, 1)).await });
+
+    let mine = timeout(pause / 3, on_a_rx.recv())
+        .await
+        .expect("node A's own subscriber waited for Redis")
+        .expect("the subscriber's queue closed");
+    assert_eq!((mine.topic.as_str(), mine.seq), (topic.as_str(), Some(1)));
+    assert!(
+        on_b_rx.try_recv().is_err(),
+        "node B got the push while Redis held it: the pause did not hold PUBLISH"
+    );
+    redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .exec_async(&mut admin)
+        .await
+        .expect("CLIENT UNPAUSE");
+
+    timeout(WAIT, publishing)
+        .await
+        .expect("the publish never finished")
+        .expect("the publishing task panicked")
+        .expect("publish");
+    expect_in_order(&mut on_b_rx, &topic, 1, 1).await;
+    // No second copy reaches A when Redis echoes the push back.
+    node_b.publish(marker(&topic)).await.expect("publish");
+    let after = next(&mut on_a_rx).await;
+    assert_eq!((after.topic.as_str(), after.seq), (topic.as_str(), None));
 }

@@ -6,15 +6,18 @@
 //!
 //! Guarantees, held by `tests/bus.rs`:
 //! - **Order.** Pushes published by one caller in sequence reach each subscriber in that order,
-//!   on every node. In-process, delivery happens inside `publish`; with Redis, every push goes
-//!   out on one connection and comes back, to every node including the publisher, on each
-//!   node's one subscribing connection.
+//!   on every node. The publishing node's own subscribers get each push inside `publish`, with
+//!   either transport; with Redis, every push also goes out on one connection to the other
+//!   nodes, each of which hands it on from its one subscribing connection. Redis echoes a
+//!   node's pushes back to it too; the echo is recognised by its origin and dropped unread.
+//! - **Local delivery needs no Redis.** A node's own subscribers do not wait for the Redis round
+//!   trip, and keep receiving the node's pushes while its Redis connection is down.
 //! - **Subscribe, then read.** `subscribe` returns only once the transport has confirmed the
 //!   subscription, so nothing published after it returns is missed.
 //! - **At most once.** A subscriber that refuses a delivery (its queue is full or it is gone)
-//!   is dropped from every topic. While a node's Redis connection is down, pushes for its
-//!   subscribers are lost; clients recover them by sequence number (resume), which is why
-//!   durable pushes carry `seq`.
+//!   is dropped from every topic. While a node's Redis connection is down, other nodes' pushes
+//!   for its subscribers are lost; clients recover them by sequence number (resume), which is
+//!   why durable pushes carry `seq`.
 //! - **One decode per node.** A push is decoded once per node and the same `Arc` is handed to
 //!   every local subscriber; its frame is encoded once per codec ([`Delivered::frame`]).
 
@@ -207,17 +210,18 @@ impl Hub {
     }
 
     /// Publish a committed push. Pushes published by one caller in sequence are delivered to
-    /// each subscriber in that same order (on every node).
+    /// each subscriber in that same order (on every node). This node's subscribers have it
+    /// when this returns, whether or not the transport then fails.
     #[tracing::instrument(level = "debug", skip_all, fields(topic = %push.topic, seq = push.seq))]
     pub async fn publish(&self, push: Push) -> Result<(), BusError> {
-        match &self.transport {
-            Transport::InProcess => {
-                // Topics emptied by refusing subscribers need no transport cleanup here.
-                self.registry.deliver(&Arc::new(Delivered::new(push)));
-                Ok(())
-            }
-            Transport::Redis(redis) => redis.publish(&self.node_id, push).await,
-        }
+        let push = Arc::new(Delivered::new(push));
+        let emptied = self.registry.deliver(&push).emptied;
+        let Transport::Redis(redis) = &self.transport else {
+            // Topics emptied by refusing subscribers need no transport cleanup in-process.
+            return Ok(());
+        };
+        self.release(emptied).await;
+        redis.publish_all(&self.node_id, &[push]).await
     }
 
     /// Publish committed pushes in this order, as [`Hub::publish`] each in turn would, but in
@@ -227,22 +231,23 @@ impl Hub {
         if pushes.is_empty() {
             return Ok(());
         }
-        match &self.transport {
-            Transport::InProcess => {
-                for push in pushes {
-                    self.registry.deliver(&Arc::new(Delivered::new(push)));
-                }
-                Ok(())
-            }
-            Transport::Redis(redis) => {
-                let mut pushes = pushes.into_iter().peekable();
-                while pushes.peek().is_some() {
-                    let chunk = pushes.by_ref().take(PUBLISHES_PER_PIPELINE).collect();
-                    redis.publish_all(&self.node_id, chunk).await?;
-                }
-                Ok(())
-            }
+        let mut emptied = Vec::new();
+        let pushes: Vec<Delivery> = pushes
+            .into_iter()
+            .map(|push| {
+                let push = Arc::new(Delivered::new(push));
+                emptied.extend(self.registry.deliver(&push).emptied);
+                push
+            })
+            .collect();
+        let Transport::Redis(redis) = &self.transport else {
+            return Ok(());
+        };
+        self.release(emptied).await;
+        for chunk in pushes.chunks(PUBLISHES_PER_PIPELINE) {
+            redis.publish_all(&self.node_id, chunk).await?;
         }
+        Ok(())
     }
 
     /// Health check: Ok for in-process; PING for Redis (and an error while reconnecting).

@@ -4,7 +4,9 @@
 //! lets a subscribed connection run ordinary commands, and the connection's reader hands each
 //! message to the local subscribers as it reads it (`Reader::on_push`) — there is no queue
 //! between the socket and the subscribers. If this node falls behind, Redis's own pub/sub
-//! output-buffer limit closes the connection and the reconnect path below takes over.
+//! output-buffer limit closes the connection and the reconnect path below takes over. Redis
+//! also sends a node its own messages on the channels it subscribes; the hub delivered those
+//! locally when it published them, so the reader drops them after reading their origin only.
 //!
 //! A manager task owns the connection's subscriptions. It keeps at most one SUBSCRIBE or
 //! UNSUBSCRIBE per channel in flight, so the two never overtake each other on the wire, while
@@ -28,6 +30,7 @@ use redis::{
     AsyncConnectionConfig, Client, IntoConnectionInfo, Msg, ProtocolVersion, PushInfo, PushKind,
     RedisResult,
 };
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::Instrument;
@@ -122,35 +125,18 @@ impl RedisTransport {
         let _ = self.commands.send(Command::Release { topic }).await;
     }
 
-    /// One PUBLISH on the live connection. A caller that awaits each publish before the next
-    /// therefore has its pushes processed by Redis, and fanned out, in order.
-    pub async fn publish(&self, origin: &str, push: Push) -> Result<(), BusError> {
-        let channel = channel_name(&push.topic);
-        let envelope = BusEnvelope {
-            origin: origin.to_owned(),
-            push,
-        };
-        let payload = rmp_serde::to_vec_named(&envelope)?;
-        let mut conn = self.connection()?;
-        redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .exec_async(&mut conn)
-            .await?;
-        Ok(())
-    }
-
-    /// Many PUBLISHes in one pipeline: one round trip, and Redis runs them in this order.
-    pub async fn publish_all(&self, origin: &str, pushes: Vec<Push>) -> Result<(), BusError> {
+    /// The pushes as PUBLISHes in one pipeline: one round trip, and Redis runs them in this
+    /// order, so a caller that awaits each call before the next has its pushes fanned out to
+    /// the other nodes in order.
+    pub async fn publish_all(&self, origin: &str, pushes: &[Delivery]) -> Result<(), BusError> {
         let mut pipe = redis::pipe();
         for push in pushes {
-            let channel = channel_name(&push.topic);
-            let envelope = BusEnvelope {
-                origin: origin.to_owned(),
-                push,
+            let envelope = Outgoing {
+                origin,
+                push: &push.push,
             };
             pipe.cmd("PUBLISH")
-                .arg(channel)
+                .arg(channel_name(&push.topic))
                 .arg(rmp_serde::to_vec_named(&envelope)?)
                 .ignore();
         }
@@ -168,6 +154,21 @@ impl RedisTransport {
     fn connection(&self) -> Result<MultiplexedConnection, BusError> {
         self.current.borrow().clone().ok_or(BusError::Disconnected)
     }
+}
+
+/// A [`BusEnvelope`] as it is published: the same fields, so the same bytes, borrowed from the
+/// delivery this node already made of the push instead of copied into an envelope.
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    origin: &'a str,
+    push: &'a Push,
+}
+
+/// The first field of a [`BusEnvelope`], read without decoding its push (which is skipped,
+/// not copied): enough to tell this node's own messages, which Redis echoes back to it.
+#[derive(Deserialize)]
+struct Origin<'a> {
+    origin: &'a str,
 }
 
 fn channel_name(topic: &str) -> String {
@@ -207,6 +208,7 @@ impl Link {
             closed: Notify::new(),
         });
         let reader = Reader {
+            node_id: node_id.to_owned(),
             state: Arc::clone(&state),
             registry,
             stale,
@@ -244,6 +246,9 @@ fn client_name(node_id: &str) -> String {
 /// Runs inside the connection's read loop, once per push frame. Never blocks: decoding and
 /// `Subscriber::deliver` only.
 struct Reader {
+    /// This node's id: its own messages come back from Redis and are dropped (the hub has
+    /// delivered them here already).
+    node_id: String,
     state: Arc<LinkState>,
     registry: Arc<Registry>,
     stale: mpsc::Sender<String>,
@@ -266,7 +271,19 @@ impl Reader {
 
     fn deliver(&self, msg: &Msg) {
         let channel = msg.get_channel_name();
-        let envelope: BusEnvelope = match rmp_serde::from_slice(msg.get_payload_bytes()) {
+        let payload = msg.get_payload_bytes();
+        if rmp_serde::from_slice::<Origin<'_>>(payload).is_ok_and(|o| o.origin == self.node_id) {
+            // An echo of this node's own push, delivered here when it was published. Redis
+            // sends it because the channel is subscribed: if no local subscriber wants the
+            // topic any more, say so, as for any other message.
+            if let Some(topic) = channel.strip_prefix(CHANNEL_PREFIX) {
+                if !self.registry.has(topic) {
+                    self.hint_stale(topic.to_owned());
+                }
+            }
+            return;
+        }
+        let envelope: BusEnvelope = match rmp_serde::from_slice(payload) {
             Ok(envelope) => envelope,
             Err(error) => {
                 tracing::warn!(channel, %error, "dropping an undecodable bus message");
@@ -538,5 +555,41 @@ async fn reconnected(
     match attempt {
         Some(attempt) => attempt.await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use protocol::Event;
+
+    use super::*;
+
+    #[test]
+    fn a_published_message_is_a_bus_envelope_whose_origin_reads_alone() {
+        let push = Push {
+            topic: "thread:t1".to_owned(),
+            seq: Some(3),
+            event: Event::Typing {
+                thread_id: "t1".to_owned(),
+                user_id: "u1".to_owned(),
+            },
+        };
+        let sent = rmp_serde::to_vec_named(&Outgoing {
+            origin: "node-a",
+            push: &push,
+        })
+        .expect("encodes");
+        let envelope = BusEnvelope {
+            origin: "node-a".to_owned(),
+            push: push.clone(),
+        };
+        assert_eq!(
+            sent,
+            rmp_serde::to_vec_named(&envelope).expect("encodes"),
+            "other nodes decode what is published as a BusEnvelope"
+        );
+        let origin: Origin<'_> = rmp_serde::from_slice(&sent).expect("the origin reads alone");
+        assert_eq!(origin.origin, "node-a");
     }
 }
