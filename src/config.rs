@@ -56,7 +56,8 @@ pub struct Settings {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
-    /// Name of this node in bus envelopes and logs (random when not set).
+    /// Name of this node in bus envelopes and logs (random when not set). Nodes sharing a Redis
+    /// must have different names: a node drops the bus messages that carry its own.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
 

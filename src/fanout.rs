@@ -186,7 +186,7 @@ async fn publish_in_order(
             }
         }
         if let Err(error) = bus.publish_all(pushes).await {
-            tracing::error!(%error, "publishing committed events failed");
+            tracing::error!(%error, "committed events were pushed on this node only, not to the other nodes");
         }
         if let Some(offline) = offline.get() {
             for notification in &notified {

@@ -11,7 +11,9 @@
 //!   nodes, each of which hands it on from its one subscribing connection. Redis echoes a
 //!   node's pushes back to it too; the echo is recognised by its origin and dropped unread.
 //! - **Local delivery needs no Redis.** A node's own subscribers do not wait for the Redis round
-//!   trip, and keep receiving the node's pushes while its Redis connection is down.
+//!   trip, and keep receiving the node's pushes while Redis is slow or its connection is down:
+//!   the pushes for the other nodes are queued to a task of the transport's own, which sends
+//!   them in order.
 //! - **Subscribe, then read.** `subscribe` returns only once the transport has confirmed the
 //!   subscription, so nothing published after it returns is missed.
 //! - **At most once.** A subscriber that refuses a delivery (its queue is full or it is gone)
@@ -81,9 +83,6 @@ impl Deref for Delivered {
 /// The longest topic name accepted, in bytes. Topics name Redis channels and map keys; a bound
 /// keeps a client-chosen name from costing more than it should.
 pub const TOPIC_BYTES_MAX: usize = 256;
-
-/// Most PUBLISHes sent to Redis in one pipeline.
-const PUBLISHES_PER_PIPELINE: usize = 1024;
 
 /// Opaque id of one subscriber (one WebSocket connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,7 +210,9 @@ impl Hub {
 
     /// Publish a committed push. Pushes published by one caller in sequence are delivered to
     /// each subscriber in that same order (on every node). This node's subscribers have it
-    /// when this returns, whether or not the transport then fails.
+    /// when this returns. With Redis it is then queued for the other nodes and sent by the
+    /// transport's own task, so this does not wait for Redis to answer; an error means the
+    /// other nodes will not get it (the connection is down, or the node is stopping).
     #[tracing::instrument(level = "debug", skip_all, fields(topic = %push.topic, seq = push.seq))]
     pub async fn publish(&self, push: Push) -> Result<(), BusError> {
         let push = Arc::new(Delivered::new(push));
@@ -221,11 +222,11 @@ impl Hub {
             return Ok(());
         };
         self.release(emptied).await;
-        redis.publish_all(&self.node_id, &[push]).await
+        redis.publish_all(vec![push]).await
     }
 
-    /// Publish committed pushes in this order, as [`Hub::publish`] each in turn would, but in
-    /// one round trip to the transport (a Redis pipeline) rather than one per push.
+    /// Publish committed pushes in this order, as [`Hub::publish`] each in turn would, but
+    /// sent to Redis as one pipeline rather than a round trip per push.
     #[tracing::instrument(level = "debug", skip_all, fields(count = pushes.len()))]
     pub async fn publish_all(&self, pushes: Vec<Push>) -> Result<(), BusError> {
         if pushes.is_empty() {
@@ -244,10 +245,7 @@ impl Hub {
             return Ok(());
         };
         self.release(emptied).await;
-        for chunk in pushes.chunks(PUBLISHES_PER_PIPELINE) {
-            redis.publish_all(&self.node_id, chunk).await?;
-        }
-        Ok(())
+        redis.publish_all(pushes).await
     }
 
     /// Health check: Ok for in-process; PING for Redis (and an error while reconnecting).

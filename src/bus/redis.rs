@@ -30,7 +30,7 @@ use redis::{
     AsyncConnectionConfig, Client, IntoConnectionInfo, Msg, ProtocolVersion, PushInfo, PushKind,
     RedisResult,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::Instrument;
@@ -47,6 +47,10 @@ const COMMANDS_MAX: usize = 1024;
 /// the maximum a hint is dropped: the channel then stays subscribed without a local subscriber,
 /// and the next message on it sends the hint again.
 const STALE_HINTS_MAX: usize = 1024;
+/// Batches of pushes queued for the other nodes, at most; beyond it a publisher waits.
+const OUTGOING_BATCHES_MAX: usize = 64;
+/// Most PUBLISHes sent to Redis in one pipeline.
+const PUBLISHES_PER_PIPELINE: usize = 1024;
 /// Time allowed to open a connection (TCP connect and the RESP3 handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for any one reply; a command that exceeds it counts as a lost connection.
@@ -66,6 +70,9 @@ pub(super) struct RedisTransport {
     commands: mpsc::Sender<Command>,
     /// The live connection, `None` while reconnecting; published by the manager.
     current: watch::Receiver<Option<MultiplexedConnection>>,
+    /// Pushes for the other nodes, in publish order, to the task that sends them
+    /// ([`send_in_order`]).
+    outgoing: mpsc::Sender<Vec<Delivery>>,
 }
 
 impl RedisTransport {
@@ -98,10 +105,15 @@ impl RedisTransport {
         };
         // A root span: the task outlives whatever request or startup span created the hub.
         let span = tracing::info_span!(parent: None, "redis_bus", node_id = %node_id);
-        tokio::spawn(manager.run().instrument(span));
+        tokio::spawn(manager.run().instrument(span.clone()));
+        let (outgoing, queued) = mpsc::channel(OUTGOING_BATCHES_MAX);
+        tokio::spawn(
+            send_in_order(node_id.to_owned(), current_rx.clone(), queued).instrument(span),
+        );
         Ok(Self {
             commands: commands_tx,
             current: current_rx,
+            outgoing,
         })
     }
 
@@ -125,24 +137,19 @@ impl RedisTransport {
         let _ = self.commands.send(Command::Release { topic }).await;
     }
 
-    /// The pushes as PUBLISHes in one pipeline: one round trip, and Redis runs them in this
-    /// order, so a caller that awaits each call before the next has its pushes fanned out to
-    /// the other nodes in order.
-    pub async fn publish_all(&self, origin: &str, pushes: &[Delivery]) -> Result<(), BusError> {
-        let mut pipe = redis::pipe();
-        for push in pushes {
-            let envelope = Outgoing {
-                origin,
-                push: &push.push,
-            };
-            pipe.cmd("PUBLISH")
-                .arg(channel_name(&push.topic))
-                .arg(rmp_serde::to_vec_named(&envelope)?)
-                .ignore();
+    /// Queue pushes for the other nodes. The sending task publishes them in this order, so a
+    /// caller that publishes one batch after another has them fanned out in order. It waits
+    /// only while [`OUTGOING_BATCHES_MAX`] batches are already queued, never for Redis to
+    /// answer: the node's own subscribers, served before this is called, do not wait for
+    /// Redis. Fails at once while the connection is down (nothing is queued then).
+    pub async fn publish_all(&self, pushes: Vec<Delivery>) -> Result<(), BusError> {
+        if self.current.borrow().is_none() {
+            return Err(BusError::Disconnected);
         }
-        let mut conn = self.connection()?;
-        pipe.exec_async(&mut conn).await?;
-        Ok(())
+        self.outgoing
+            .send(pushes)
+            .await
+            .map_err(|_| BusError::Closed)
     }
 
     pub async fn ping(&self) -> Result<(), BusError> {
@@ -164,11 +171,59 @@ struct Outgoing<'a> {
     push: &'a Push,
 }
 
-/// The first field of a [`BusEnvelope`], read without decoding its push (which is skipped,
-/// not copied): enough to tell this node's own messages, which Redis echoes back to it.
-#[derive(Deserialize)]
-struct Origin<'a> {
-    origin: &'a str,
+/// Send each queued batch to Redis as one pipeline of PUBLISHes (at most
+/// [`PUBLISHES_PER_PIPELINE`] each), one batch after another. A batch that cannot be sent
+/// (the connection is down, or fails meanwhile) is logged and dropped: pub/sub is at most once,
+/// and the other nodes' clients recover what they missed by sequence number.
+async fn send_in_order(
+    node_id: String,
+    current: watch::Receiver<Option<MultiplexedConnection>>,
+    mut queued: mpsc::Receiver<Vec<Delivery>>,
+) {
+    while let Some(pushes) = queued.recv().await {
+        for chunk in pushes.chunks(PUBLISHES_PER_PIPELINE) {
+            if let Err(error) = send(&node_id, &current, chunk).await {
+                tracing::warn!(%error, pushes = chunk.len(), "pushes did not reach the other nodes");
+            }
+        }
+    }
+}
+
+async fn send(
+    origin: &str,
+    current: &watch::Receiver<Option<MultiplexedConnection>>,
+    pushes: &[Delivery],
+) -> Result<(), BusError> {
+    let mut pipe = redis::pipe();
+    for push in pushes {
+        let envelope = Outgoing {
+            origin,
+            push: &push.push,
+        };
+        pipe.cmd("PUBLISH")
+            .arg(channel_name(&push.topic))
+            .arg(rmp_serde::to_vec_named(&envelope)?)
+            .ignore();
+    }
+    let mut conn = current.borrow().clone().ok_or(BusError::Disconnected)?;
+    pipe.exec_async(&mut conn).await?;
+    Ok(())
+}
+
+/// The `origin` of a published message, read from the front of its bytes: every node writes
+/// the envelope as a map whose first entry is `origin` ([`Outgoing`]). `None` when the
+/// message does not start that way, which the caller then decodes in full.
+fn origin_of(payload: &[u8]) -> Option<&str> {
+    let mut rest = payload;
+    if rmp::decode::read_map_len(&mut rest).ok()? == 0 {
+        return None;
+    }
+    let (key, rest) = rmp::decode::read_str_from_slice(rest).ok()?;
+    if key != "origin" {
+        return None;
+    }
+    let (origin, _) = rmp::decode::read_str_from_slice(rest).ok()?;
+    Some(origin)
 }
 
 fn channel_name(topic: &str) -> String {
@@ -272,7 +327,7 @@ impl Reader {
     fn deliver(&self, msg: &Msg) {
         let channel = msg.get_channel_name();
         let payload = msg.get_payload_bytes();
-        if rmp_serde::from_slice::<Origin<'_>>(payload).is_ok_and(|o| o.origin == self.node_id) {
+        if origin_of(payload) == Some(self.node_id.as_str()) {
             // An echo of this node's own push, delivered here when it was published. Redis
             // sends it because the channel is subscribed: if no local subscriber wants the
             // topic any more, say so, as for any other message.
@@ -508,7 +563,7 @@ impl Manager {
             reason,
             topics,
             retry_in_ms = self.backoff.as_millis(),
-            "redis bus connection lost; pushes for local subscribers are missed until it is back"
+            "redis bus connection lost; other nodes' pushes for local subscribers are missed until it is back"
         );
         self.schedule_reconnect();
     }
@@ -589,7 +644,19 @@ mod tests {
             rmp_serde::to_vec_named(&envelope).expect("encodes"),
             "other nodes decode what is published as a BusEnvelope"
         );
-        let origin: Origin<'_> = rmp_serde::from_slice(&sent).expect("the origin reads alone");
-        assert_eq!(origin.origin, "node-a");
+        assert_eq!(origin_of(&sent), Some("node-a"), "the origin reads alone");
+        assert_eq!(origin_of(b"\x80"), None, "an empty map has no origin");
+        let reordered = rmp_serde::to_vec_named(&Reordered {
+            push: &push,
+            origin: "node-a",
+        })
+        .expect("encodes");
+        assert_eq!(origin_of(&reordered), None, "only a leading origin is read");
+    }
+
+    #[derive(Serialize)]
+    struct Reordered<'a> {
+        push: &'a Push,
+        origin: &'a str,
     }
 }

@@ -1005,7 +1005,7 @@ impl Reader {
             },
         };
         if let Err(error) = self.gateway.bus.publish(push).await {
-            tracing::warn!(%error, "could not publish a typing indicator");
+            tracing::warn!(%error, "a typing indicator reached this node's connections only");
         }
     }
 

@@ -92,7 +92,7 @@ impl Gateway {
             },
         };
         if let Err(error) = self.bus.publish(push).await {
-            tracing::error!(%error, "could not publish a session revocation");
+            tracing::error!(%error, "a session revocation closed its connections on this node only, not on the other nodes");
         }
     }
 
@@ -147,7 +147,7 @@ impl Gateway {
             },
         };
         if let Err(error) = self.bus.publish(push).await {
-            tracing::warn!(%error, "could not publish presence");
+            tracing::warn!(%error, "presence reached this node's connections only");
         }
     }
 
@@ -164,7 +164,7 @@ impl Gateway {
                 },
             };
             if let Err(error) = self.bus.publish(push).await {
-                tracing::warn!(%error, "could not announce a new thread");
+                tracing::warn!(%error, "a new thread was announced on this node only");
             }
         }
     }
