@@ -23,8 +23,8 @@
 #
 # PROFILE_NODE_BIN profiles another build of the node (an older one, say) instead of this one.
 # Needs perf (cpu) or valgrind (heap), PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH.
-# Output: $PROFILE_DIR (default target/loadtest/profile): perf.data, the DHAT profiles, the
-# load generator's reports. Each node gets its own database, dropped afterwards.
+# Output: $PROFILE_DIR (default target/loadtest/profile): perf.data, perf.script and the
+# flame graph (cpu), the DHAT profiles, the load generator's reports. Each node gets its own database, dropped afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,7 +63,8 @@ case "$mode" in
     start_node postgres
     load_in_background profile "$@"
     sleep "$delay"
-    perf record -F 199 --call-graph dwarf -o "$OUT/perf.data" -p "$NODE_PID" -- sleep "$secs"
+    # cpu-clock: the flame graph's widths are its sample periods, nanoseconds of CPU.
+    perf record -e cpu-clock -F 199 --call-graph dwarf -o "$OUT/perf.data" -p "$NODE_PID" -- sleep "$secs"
     wait "$load"
     stop_node
     perf script -i "$OUT/perf.data" 2>/dev/null >"$OUT/perf.script"

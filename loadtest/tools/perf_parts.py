@@ -13,7 +13,7 @@ import sys
 
 PARTS = [
     ("journal commit: epoch check and multi-row flush", r"SqlJournal as actors::journal::JournalStore"),
-    ("after commit: pushes and the Redis pipeline", r"node::fanout::|Hub::publish_all"),
+    ("after commit: pushes and the Redis pipeline", r"node::fanout::|Hub::publish_all|node::bus::redis::send_in_order"),
     ("journal release: completions and wake-ups", r"actors::journal::Writer<.*>::release"),
     ("journal batch loop", r"actors::journal::Writer<.*>::run"),
     ("incoming Redis pushes to subscribers", r"node::bus::redis::Reader"),

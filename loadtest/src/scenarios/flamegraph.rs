@@ -1,10 +1,11 @@
 //! `flamegraph`: `perf script` output drawn as an SVG flame graph, with inferno (the Rust port
 //! of the FlameGraph scripts) as a library, so that `profile.sh cpu` needs no tool beyond
 //! `perf` and this binary. A frame's width is the CPU time of the samples that passed through
-//! it (perf's sample period, in nanoseconds of its `cpu-clock`): read shares, not rates.
+//! it (perf's sample period: nanoseconds of CPU for `perf record -e cpu-clock`, as
+//! `profile.sh` records): read shares, not rates.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -56,11 +57,10 @@ pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening {}", args.perf_script.display()))?;
         Box::new(BufReader::new(file))
     };
-    let file =
-        File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let mut out = BufWriter::new(file);
-    draw(input, &mut out, &args.title)?;
-    out.flush().context("writing the graph")
+    // Drawn before the file is created: a failed run leaves an earlier graph as it was.
+    let mut svg = Vec::new();
+    draw(input, &mut svg, &args.title)?;
+    std::fs::write(&args.out, svg).with_context(|| format!("writing {}", args.out.display()))
 }
 
 #[cfg(test)]
@@ -101,6 +101,32 @@ node 1234/1240 [001] 100.005026:    5025125 cpu-clock:pppH:
             "the caller's time is missing: {svg}"
         );
         assert!(svg.contains("write_loop (5,025,125 ns of CPU, 50.00%)"));
+    }
+
+    #[test]
+    fn a_run_writes_the_graph_and_a_failed_one_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("perf.script");
+        std::fs::write(&script, SCRIPT).unwrap();
+        let out = dir.path().join("flame.svg");
+        let args = |perf_script: PathBuf| FlamegraphArgs {
+            perf_script,
+            out: out.clone(),
+            title: "t".to_owned(),
+        };
+        run(&args(script)).unwrap();
+        let drawn = std::fs::read_to_string(&out).unwrap();
+        assert!(drawn.contains("node::store::journal::commit"));
+
+        let empty = dir.path().join("empty.script");
+        std::fs::write(&empty, "").unwrap();
+        assert!(run(&args(empty)).is_err());
+        assert!(run(&args(dir.path().join("missing.script"))).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            drawn,
+            "the graph was overwritten"
+        );
     }
 
     #[test]
