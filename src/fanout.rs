@@ -2,9 +2,10 @@
 //! answered) and publish the committed feed entries as pushes (after), in commit order.
 //!
 //! Publishing is a task of its own, fed batch by batch in commit order: the journal writer
-//! hands it a committed batch and goes on to commit the next while this one's pushes travel
-//! to Redis, instead of waiting for the round trip (the payments profile showed the machine
-//! a fifth idle with the writer waiting on it). One task publishes, so the order is kept.
+//! hands it a committed batch and goes on to commit the next while this one's pushes are
+//! delivered here and queued for the other nodes, instead of waiting for them (the payments
+//! profile showed the machine a fifth idle with the writer waiting on Redis). One task
+//! publishes, so the order is kept.
 
 use std::sync::{Arc, OnceLock};
 

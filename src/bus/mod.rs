@@ -11,9 +11,11 @@
 //!   nodes, each of which hands it on from its one subscribing connection. Redis echoes a
 //!   node's pushes back to it too; the echo is recognised by its origin and dropped unread.
 //! - **Local delivery needs no Redis.** A node's own subscribers do not wait for the Redis round
-//!   trip, and keep receiving the node's pushes while Redis is slow or its connection is down:
-//!   the pushes for the other nodes are queued to a task of the transport's own, which sends
-//!   them in order.
+//!   trip, and keep receiving the node's pushes while its connection is down: the pushes for
+//!   the other nodes are queued to a task of the transport's own, which sends them in order.
+//!   A slow Redis is absorbed by that queue (64 batches) and no further: once it is full,
+//!   `publish` waits for room, which holds back the publishing task's next batch and, after 8
+//!   more, the journal writer, as any publish did before local delivery.
 //! - **Subscribe, then read.** `subscribe` returns only once the transport has confirmed the
 //!   subscription, so nothing published after it returns is missed.
 //! - **At most once.** A subscriber that refuses a delivery (its queue is full or it is gone)

@@ -64,8 +64,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 type Done = oneshot::Sender<Result<(), BusError>>;
 
-/// The hub's handle on the Redis transport. Dropping it stops the manager task, which closes
-/// the connection.
+/// The hub's handle on the Redis transport. Dropping it stops the manager task, and the
+/// sending task once it has sent (or failed to send) what was queued; then the connection
+/// closes.
 pub(super) struct RedisTransport {
     commands: mpsc::Sender<Command>,
     /// The live connection, `None` while reconnecting; published by the manager.
@@ -171,8 +172,8 @@ struct Outgoing<'a> {
     push: &'a Push,
 }
 
-/// Send each queued batch to Redis as one pipeline of PUBLISHes (at most
-/// [`PUBLISHES_PER_PIPELINE`] each), one batch after another. A batch that cannot be sent
+/// Send what is queued to Redis as pipelines of PUBLISHes (at most
+/// [`PUBLISHES_PER_PIPELINE`] each, several queued batches together), one after another. A batch that cannot be sent
 /// (the connection is down, or fails meanwhile) is logged and dropped: pub/sub is at most once,
 /// and the other nodes' clients recover what they missed by sequence number.
 async fn send_in_order(
@@ -180,7 +181,15 @@ async fn send_in_order(
     current: watch::Receiver<Option<MultiplexedConnection>>,
     mut queued: mpsc::Receiver<Vec<Delivery>>,
 ) {
-    while let Some(pushes) = queued.recv().await {
+    while let Some(mut pushes) = queued.recv().await {
+        // What queued while the last pipeline was out goes in this one, in order: one round
+        // trip for all the publishers that waited, not one per batch.
+        while pushes.len() < PUBLISHES_PER_PIPELINE {
+            match queued.try_recv() {
+                Ok(more) => pushes.extend(more),
+                Err(_) => break,
+            }
+        }
         for chunk in pushes.chunks(PUBLISHES_PER_PIPELINE) {
             if let Err(error) = send(&node_id, &current, chunk).await {
                 tracing::warn!(%error, pushes = chunk.len(), "pushes did not reach the other nodes");
@@ -345,6 +354,10 @@ impl Reader {
                 return;
             }
         };
+        if envelope.origin == self.node_id {
+            // Our own, written some other way than `Outgoing` writes it: dropped all the same.
+            return;
+        }
         if channel.strip_prefix(CHANNEL_PREFIX) != Some(envelope.push.topic.as_str()) {
             tracing::warn!(channel, topic = %envelope.push.topic, "dropping a bus message whose topic does not match its channel");
             return;
