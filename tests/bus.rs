@@ -297,6 +297,35 @@ async fn subscribers_in_redis(admin: &mut redis::aio::MultiplexedConnection, top
     counts.first().map_or(0, |(_, count)| *count)
 }
 
+/// Two Redis nodes, each with one subscriber to the same fresh topic.
+struct TwoNodes {
+    node_a: Arc<Hub>,
+    node_b: Arc<Hub>,
+    topic: String,
+    on_a_rx: mpsc::Receiver<Delivery>,
+    on_b_rx: mpsc::Receiver<Delivery>,
+}
+
+async fn two_nodes(url: &str, node_a_id: &str, topic_prefix: &str) -> TwoNodes {
+    let node_a = redis_hub(url, node_a_id).await;
+    let node_b = redis_hub(url, &unique("node-b")).await;
+    let topic = unique(topic_prefix);
+    let (on_a, on_a_rx) = probe();
+    let (on_b, on_b_rx) = probe();
+    for (node, subscriber) in [(&node_a, on_a), (&node_b, on_b)] {
+        node.subscribe(&topic, SubscriberId(1), subscriber)
+            .await
+            .expect("subscribe");
+    }
+    TwoNodes {
+        node_a,
+        node_b,
+        topic,
+        on_a_rx,
+        on_b_rx,
+    }
+}
+
 #[tokio::test]
 async fn redis_unreachable_fails_instead_of_falling_back() {
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
@@ -419,20 +448,14 @@ async fn redis_drops_a_subscriber_that_refuses_and_releases_its_channel() {
 async fn redis_reconnects_and_resubscribes_after_the_connection_drops() {
     let Some(url) = redis_url() else { return };
     let node_id = unique("node-a");
-    let node_a = redis_hub(&url, &node_id).await;
-    let node_b = redis_hub(&url, &unique("node-b")).await;
+    let TwoNodes {
+        node_a,
+        node_b,
+        topic,
+        mut on_a_rx,
+        mut on_b_rx,
+    } = two_nodes(&url, &node_id, "user").await;
     let mut admin = redis_admin(&url).await;
-    let topic = unique("user");
-    let (on_a, mut on_a_rx) = probe();
-    let (on_b, mut on_b_rx) = probe();
-    node_a
-        .subscribe(&topic, SubscriberId(1), on_a)
-        .await
-        .expect("subscribe");
-    node_b
-        .subscribe(&topic, SubscriberId(1), on_b)
-        .await
-        .expect("subscribe");
 
     // Kill node A's bus connection, as a Redis restart or network cut would.
     let clients: String = redis::cmd("CLIENT")
@@ -481,20 +504,14 @@ async fn redis_reconnects_and_resubscribes_after_the_connection_drops() {
 #[tokio::test]
 async fn redis_a_nodes_own_subscribers_do_not_wait_for_redis() {
     let Some(url) = redis_url() else { return };
-    let node_a = redis_hub(&url, &unique("node-a")).await;
-    let node_b = redis_hub(&url, &unique("node-b")).await;
+    let TwoNodes {
+        node_a,
+        node_b,
+        topic,
+        mut on_a_rx,
+        mut on_b_rx,
+    } = two_nodes(&url, &unique("node-a"), "thread").await;
     let mut admin = redis_admin(&url).await;
-    let topic = unique("thread");
-    let (on_a, mut on_a_rx) = probe();
-    let (on_b, mut on_b_rx) = probe();
-    node_a
-        .subscribe(&topic, SubscriberId(1), on_a)
-        .await
-        .expect("subscribe");
-    node_b
-        .subscribe(&topic, SubscriberId(1), on_b)
-        .await
-        .expect("subscribe");
 
     // Redis (6.2 or later) holds every client's PUBLISH while its writes are paused, as a
     // stalled Redis would. Other tests' publishes wait out the pause too; it is shorter than
