@@ -172,10 +172,10 @@ struct Outgoing<'a> {
     push: &'a Push,
 }
 
-/// Send what is queued to Redis as pipelines of PUBLISHes (at most
-/// [`PUBLISHES_PER_PIPELINE`] each, several queued batches together), one after another. A batch that cannot be sent
-/// (the connection is down, or fails meanwhile) is logged and dropped: pub/sub is at most once,
-/// and the other nodes' clients recover what they missed by sequence number.
+/// Send what is queued to Redis as pipelines of PUBLISHes (at most [`PUBLISHES_PER_PIPELINE`]
+/// each, several queued batches together), one after another. A pipeline that cannot be sent
+/// (the connection is down, or fails meanwhile) is logged and dropped: pub/sub is at most
+/// once, and the other nodes' clients recover what they missed by sequence number.
 async fn send_in_order(
     node_id: String,
     current: watch::Receiver<Option<MultiplexedConnection>>,
