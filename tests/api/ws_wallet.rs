@@ -239,3 +239,59 @@ async fn a_device_that_reconnects_gets_the_wallet_events_it_missed_once_in_order
         }
     }
 }
+
+/// With Redis as the bus and Redis's writes paused (as a stalled Redis would hold them), a
+/// payee connected to the node that took the payment is pushed it at once: a node delivers
+/// its own pushes itself, and sends Redis only the copies for other nodes. Without
+/// `TEST_REDIS_URL` the node's bus is in-process and there is no Redis to pause.
+#[actix_web::test]
+async fn a_payee_on_the_paying_node_is_pushed_the_payment_while_redis_is_paused() {
+    let Ok(redis_url) = std::env::var("TEST_REDIS_URL") else {
+        return;
+    };
+    let node = spawn_node().await;
+    let (payor, payee) = (node.user().await, node.user().await);
+    deposit(&node, &payor, "100").await;
+    let mut payee_device = node.ws(&payee.token).await;
+    let mut phone = node.ws(&payor.token).await;
+    let mut admin = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Shorter than the bus's 5 s reply timeout, so the node keeps its Redis connection.
+    let pause = std::time::Duration::from_secs(3);
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(pause.as_millis() as u64)
+        .arg("WRITE")
+        .exec_async(&mut admin)
+        .await
+        .unwrap();
+    let paused_at = std::time::Instant::now();
+
+    phone.send(&pay("while-paused", &payee, "12")).await;
+    let answer = wallet_answer(&mut phone).await;
+    assert_eq!(answer.status, "success", "{answer:?}");
+    let pushed = tokio::time::timeout(pause / 2, async {
+        loop {
+            if let Some(ServerFrame::Event(push)) = payee_device.recv_skipping_heartbeats().await {
+                if let Event::PaymentReceived { transfer_id, .. } = push.event {
+                    return transfer_id;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the payee's push waited for Redis");
+    assert_eq!(Some(pushed), answer.transfer_id);
+    assert!(
+        paused_at.elapsed() < pause,
+        "the push came after the pause ended, so this proved nothing"
+    );
+    redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .exec_async(&mut admin)
+        .await
+        .unwrap();
+}
