@@ -217,14 +217,7 @@ impl Hub {
     /// other nodes will not get it (the connection is down, or the node is stopping).
     #[tracing::instrument(level = "debug", skip_all, fields(topic = %push.topic, seq = push.seq))]
     pub async fn publish(&self, push: Push) -> Result<(), BusError> {
-        let push = Arc::new(Delivered::new(push));
-        let emptied = self.registry.deliver(&push).emptied;
-        let Transport::Redis(redis) = &self.transport else {
-            // Topics emptied by refusing subscribers need no transport cleanup in-process.
-            return Ok(());
-        };
-        self.release(emptied).await;
-        redis.publish_all(vec![push]).await
+        self.publish_all(vec![push]).await
     }
 
     /// Publish committed pushes in this order, as [`Hub::publish`] each in turn would, but
@@ -244,6 +237,7 @@ impl Hub {
             })
             .collect();
         let Transport::Redis(redis) = &self.transport else {
+            // Topics emptied by refusing subscribers need no transport cleanup in-process.
             return Ok(());
         };
         self.release(emptied).await;
