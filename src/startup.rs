@@ -258,6 +258,16 @@ impl Application {
             Ok(Err(_)) => unclean.push("the journal writer's thread died"),
             Err(_) => unclean.push("the journal writer did not end in time"),
         }
+        // The writer published its last commits' pushes before it ended; with Redis they may
+        // still be queued for the other nodes, and ending the process would drop them. Not
+        // unclean if it times out: nothing durable depends on it, and the other nodes' clients
+        // recover what they missed by sequence number.
+        if tokio::time::timeout(grace, self.state.bus.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the last pushes may not have reached the other nodes");
+        }
         // On SQLite, closing waits for every connection to come back; one held by a commit
         // that outlived the grace period would hold the process forever.
         if tokio::time::timeout(grace, self.state.db.close())

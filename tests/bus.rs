@@ -4,12 +4,16 @@
 //! without it (the embedded-defaults run) they return at once.
 #![expect(clippy::expect_used, reason = "a test fails loudly on a broken setup")]
 
+#[path = "support/redis_pause.rs"]
+mod redis_pause;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use node::bus::{BusError, Delivery, Hub, Subscriber, SubscriberId};
 use protocol::{Event, Push};
+use redis_pause::RedisPause;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -511,22 +515,10 @@ async fn redis_a_nodes_own_subscribers_do_not_wait_for_redis() {
         mut on_a_rx,
         mut on_b_rx,
     } = two_nodes(&url, &unique("node-a"), "thread").await;
-    let mut admin = redis_admin(&url).await;
-
-    // Redis (6.2 or later) holds every client's PUBLISH while its writes are paused, as a
-    // stalled Redis would. Other tests' publishes wait out the pause too; it is shorter than
-    // WAIT and than the bus's reply timeout.
+    // Other tests' publishes wait out the pause too; it is shorter than WAIT and than the
+    // bus's reply timeout.
     let pause = Duration::from_secs(3);
-    redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(pause.as_millis() as u64)
-        .arg("WRITE")
-        .exec_async(&mut admin)
-        .await
-        .expect("CLIENT PAUSE");
-    // Taken after PAUSE's answer: the pause began a little earlier, so the guard below errs
-    // towards skipping its check.
-    let paused_at = std::time::Instant::now();
+    let paused = RedisPause::start(&url, pause).await;
     // Two publishes, one after the other, as the publishing task publishes batches: neither
     // waits for Redis, and A's subscriber has both at once.
     for seq in 1..=2 {
@@ -544,17 +536,13 @@ async fn redis_a_nodes_own_subscribers_do_not_wait_for_redis() {
     }
     // Give a PUBLISH that the pause failed to hold the time to arrive before looking.
     tokio::time::sleep(pause / 3).await;
-    if paused_at.elapsed() < pause {
+    if paused.held() {
         assert!(
             on_b_rx.try_recv().is_err(),
             "node B got a push while Redis held it: the pause did not hold PUBLISH"
         );
     }
-    redis::cmd("CLIENT")
-        .arg("UNPAUSE")
-        .exec_async(&mut admin)
-        .await
-        .expect("CLIENT UNPAUSE");
+    paused.end().await;
 
     // The other node gets both once Redis lets them through, in order; A gets no second copy
     // when Redis echoes them back.
@@ -562,4 +550,42 @@ async fn redis_a_nodes_own_subscribers_do_not_wait_for_redis() {
     node_b.publish(marker(&topic)).await.expect("publish");
     let after = next(&mut on_a_rx).await;
     assert_eq!((after.topic.as_str(), after.seq), (topic.as_str(), None));
+}
+
+#[tokio::test]
+async fn redis_flush_returns_once_what_was_published_has_gone_out() {
+    let Some(url) = redis_url() else { return };
+    let TwoNodes {
+        node_a,
+        node_b: _node_b,
+        topic,
+        on_a_rx: _on_a_rx,
+        mut on_b_rx,
+    } = two_nodes(&url, &unique("node-a"), "thread").await;
+    // Nothing queued: at once.
+    timeout(WAIT, node_a.flush())
+        .await
+        .expect("a flush with nothing queued waited");
+
+    let pause = Duration::from_secs(3);
+    let paused = RedisPause::start(&url, pause).await;
+    publish_range(&node_a, &topic, 1, 3).await;
+    let flush = tokio::spawn({
+        let node_a = Arc::clone(&node_a);
+        async move { node_a.flush().await }
+    });
+    tokio::time::sleep(pause / 3).await;
+    if paused.held() {
+        assert!(
+            !flush.is_finished(),
+            "flush returned while Redis still held the pushes"
+        );
+    }
+    paused.end().await;
+    timeout(WAIT, flush)
+        .await
+        .expect("flush never returned")
+        .expect("the flush task panicked");
+    // Redis has sent them to node B by the time it answered node A's PUBLISHes.
+    expect_in_order(&mut on_b_rx, &topic, 1, 3).await;
 }

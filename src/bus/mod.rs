@@ -244,6 +244,16 @@ impl Hub {
         redis.publish_all(pushes).await
     }
 
+    /// Resolves once what was published before this call has gone out to the other nodes (or
+    /// failed to): with Redis, once the transport's queue up to here is sent; in-process at
+    /// once, as every delivery happened inside `publish`. A stopping node calls it last, so that
+    /// the pushes of its last commits are not dropped with its queue.
+    pub async fn flush(&self) {
+        if let Transport::Redis(redis) = &self.transport {
+            redis.flush().await;
+        }
+    }
+
     /// Health check: Ok for in-process; PING for Redis (and an error while reconnecting).
     pub async fn health(&self) -> Result<(), BusError> {
         match &self.transport {

@@ -73,7 +73,15 @@ pub(super) struct RedisTransport {
     current: watch::Receiver<Option<MultiplexedConnection>>,
     /// Pushes for the other nodes, in publish order, to the task that sends them
     /// ([`send_in_order`]).
-    outgoing: mpsc::Sender<Vec<Delivery>>,
+    outgoing: mpsc::Sender<Queued>,
+}
+
+/// What the sending task is handed, in order.
+enum Queued {
+    /// Pushes to publish.
+    Pushes(Vec<Delivery>),
+    /// Answer once everything queued before this has been sent (or failed to send).
+    Flush(oneshot::Sender<()>),
 }
 
 impl RedisTransport {
@@ -148,9 +156,20 @@ impl RedisTransport {
             return Err(BusError::Disconnected);
         }
         self.outgoing
-            .send(pushes)
+            .send(Queued::Pushes(pushes))
             .await
             .map_err(|_| BusError::Closed)
+    }
+
+    /// Resolves once everything queued before this call has been sent to Redis, or has failed
+    /// to be: a stopping node calls it so the other nodes are not left without the last pushes
+    /// it committed.
+    pub async fn flush(&self) {
+        let (done, sent) = oneshot::channel();
+        if self.outgoing.send(Queued::Flush(done)).await.is_ok() {
+            // An error means the sending task has ended, so nothing is left to send.
+            let _ = sent.await;
+        }
     }
 
     pub async fn ping(&self) -> Result<(), BusError> {
@@ -179,21 +198,32 @@ struct Outgoing<'a> {
 async fn send_in_order(
     node_id: String,
     current: watch::Receiver<Option<MultiplexedConnection>>,
-    mut queued: mpsc::Receiver<Vec<Delivery>>,
+    mut queued: mpsc::Receiver<Queued>,
 ) {
-    while let Some(mut pushes) = queued.recv().await {
+    let mut pushes = Vec::new();
+    let mut flushes = Vec::new();
+    while let Some(first) = queued.recv().await {
         // What queued while the last pipeline was out goes in this one, in order: one round
-        // trip for all the publishers that waited, not one per batch.
-        while pushes.len() < PUBLISHES_PER_PIPELINE {
-            match queued.try_recv() {
-                Ok(more) => pushes.extend(more),
-                Err(_) => break,
+        // trip for all the publishers that waited, not one per batch. A flush waits for what
+        // was queued before it, which this pipeline includes.
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                Queued::Pushes(more) => pushes.extend(more),
+                Queued::Flush(done) => flushes.push(done),
+            }
+            if pushes.len() < PUBLISHES_PER_PIPELINE {
+                next = queued.try_recv().ok();
             }
         }
         for chunk in pushes.chunks(PUBLISHES_PER_PIPELINE) {
             if let Err(error) = send(&node_id, &current, chunk).await {
                 tracing::warn!(%error, pushes = chunk.len(), "pushes did not reach the other nodes");
             }
+        }
+        pushes.clear();
+        for done in flushes.drain(..) {
+            let _ = done.send(());
         }
     }
 }

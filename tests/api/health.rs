@@ -153,61 +153,6 @@ async fn unknown_routes_get_the_error_envelope() {
     assert!(body["date"].as_str().is_some());
 }
 
-/// The real binary, stopped the way an operator stops it: SIGTERM ends it, in order and soon.
-#[actix_web::test]
-async fn the_node_binary_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_node"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NODE_LISTEN", "127.0.0.1:0")
-        .env("NODE_DATA_DIR", dir.path())
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("node.db").display()),
-        )
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the node binary starts");
-    // Wait until it listens (its log says so), then ask it to stop.
-    let stdout = child.stdout.take().unwrap();
-    let listening = std::thread::spawn(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains("listening"))
-    });
-    let started = tokio::time::Instant::now();
-    while !listening.is_finished() && started.elapsed() < std::time::Duration::from_secs(30) {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(
-        listening.join().unwrap(),
-        "the node never said it was listening"
-    );
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            assert!(exit.success(), "{exit:?}");
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            child.kill().ok();
-            panic!("the node did not stop within 15 s of SIGTERM");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 /// Send one keep-alive `GET /health` on a raw connection; true once its answer has come.
 async fn health_over(stream: &mut tokio::net::TcpStream, wait: std::time::Duration) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

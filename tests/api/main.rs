@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+#[path = "../support/redis_pause.rs"]
+mod redis_pause;
 
 mod auth;
 mod booking;
@@ -22,6 +24,7 @@ mod messaging;
 mod notification;
 mod pavillion;
 mod reviews;
+mod shutdown;
 mod wallet_races;
 mod ws;
 mod ws_wallet;

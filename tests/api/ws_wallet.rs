@@ -5,6 +5,7 @@ use protocol::{ClientFrame, Event, ServerFrame, WalletAnswer};
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_node, TestNode, TestUser, WsClient};
+use crate::redis_pause::RedisPause;
 
 async fn deposit(node: &TestNode, user: &TestUser, amount: &str) {
     let body = json!({"meta": {"uuid": "ws-wallet", "client_version": "1.0",
@@ -254,21 +255,9 @@ async fn a_payee_on_the_paying_node_is_pushed_the_payment_while_redis_is_paused(
     deposit(&node, &payor, "100").await;
     let mut payee_device = node.ws(&payee.token).await;
     let mut phone = node.ws(&payor.token).await;
-    let mut admin = redis::Client::open(redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     // Shorter than the bus's 5 s reply timeout, so the node keeps its Redis connection.
     let pause = std::time::Duration::from_secs(3);
-    redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(pause.as_millis() as u64)
-        .arg("WRITE")
-        .exec_async(&mut admin)
-        .await
-        .unwrap();
-    let paused_at = std::time::Instant::now();
+    let paused = RedisPause::start(&redis_url, pause).await;
 
     phone.send(&pay("while-paused", &payee, "12")).await;
     let answer = wallet_answer(&mut phone).await;
@@ -286,12 +275,8 @@ async fn a_payee_on_the_paying_node_is_pushed_the_payment_while_redis_is_paused(
     .expect("the payee's push waited for Redis");
     assert_eq!(Some(pushed), answer.transfer_id);
     assert!(
-        paused_at.elapsed() < pause,
+        paused.held(),
         "the push came after the pause ended, so this proved nothing"
     );
-    redis::cmd("CLIENT")
-        .arg("UNPAUSE")
-        .exec_async(&mut admin)
-        .await
-        .unwrap();
+    paused.end().await;
 }
