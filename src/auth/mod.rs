@@ -136,13 +136,9 @@ impl Auth {
             return Err(AuthError::Invalid);
         }
         let claims = tokens::verify(&self.keys, token).map_err(|_| AuthError::Invalid)?;
-        let session = sessions::by_id(&self.db, &claims.sid)
+        let (session, user) = sessions::with_user(&self.db, &claims.sid, &claims.sub)
             .await?
-            .filter(|s| s.user_id == claims.sub && s.is_live(store::now_ms()))
-            .ok_or(AuthError::SessionEnded)?;
-        let user = users::by_id(&self.db, &claims.sub)
-            .await?
-            .filter(|u| u.is_active)
+            .filter(|(s, u)| s.is_live(store::now_ms()) && u.is_active)
             .ok_or(AuthError::SessionEnded)?;
         Ok(Identity {
             user,

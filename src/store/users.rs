@@ -76,7 +76,8 @@ pub struct NewUser {
     pub bio: Option<String>,
 }
 
-const COLUMNS: &str = "id, email, fullname, avatar, role_id, email_verified, preferred_language, \
+pub(super) const COLUMNS: &str =
+    "id, email, fullname, avatar, role_id, email_verified, preferred_language, \
                        bio, is_active, record_version, created_at, updated_at, owner_id";
 
 /// Insert a user. A taken email (case-insensitive) is a unique violation.
