@@ -70,6 +70,24 @@ pub struct Auth {
     pub keys: SigningKeys,
     pub hasher: SecretHasher,
     ttl_secs: u64,
+    /// Tokens whose signature was checked, by their SHA-256: checking an RS256 signature was
+    /// over half the node's CPU in a profile of REST calls (BENCHMARKS.md section 4), and a
+    /// client sends the same token with every request. What a token says cannot change, so
+    /// remembering it is safe; whether its session is still live is read on every request.
+    verified: quick_cache::sync::Cache<[u8; 32], Arc<Claims>>,
+}
+
+/// Tokens whose checked claims are remembered, at most (about 250 bytes each).
+const VERIFIED_TOKENS_MAX: usize = 16_384;
+
+/// Whether a token verified now is remembered for the next request that presents it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remember {
+    /// REST: a client presents its token again with every request.
+    Yes,
+    /// A WebSocket: its token is checked once for the connection's life; remembering the
+    /// tokens of thousands of sockets would only push out the tokens REST clients reuse.
+    No,
 }
 
 impl Auth {
@@ -79,6 +97,7 @@ impl Auth {
             keys,
             hasher,
             ttl_secs,
+            verified: quick_cache::sync::Cache::new(VERIFIED_TOKENS_MAX),
         })
     }
 
@@ -130,12 +149,23 @@ impl Auth {
     }
 
     /// Who a token belongs to: signature, expiry, live session and active user all checked.
+    /// The signature of a token seen before (and remembered, see [`Remember`]) is not checked
+    /// again; the rest is, every time.
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
+        self.authenticate_with(token, Remember::Yes).await
+    }
+
+    /// [`Auth::authenticate`], saying whether to remember the token's signature as checked.
+    pub async fn authenticate_with(
+        &self,
+        token: &str,
+        remember: Remember,
+    ) -> Result<Identity, AuthError> {
         if token.len() > TOKEN_BYTES_MAX {
             return Err(AuthError::Invalid);
         }
-        let claims = tokens::verify(&self.keys, token).map_err(|_| AuthError::Invalid)?;
+        let claims = self.claims(token, remember)?;
         let (session, user) = sessions::with_user(&self.db, &claims.sid, &claims.sub)
             .await?
             .filter(|(s, u)| s.is_live(store::now_ms()) && u.is_active)
@@ -145,6 +175,25 @@ impl Auth {
             session,
             token: token.to_owned(),
         })
+    }
+
+    /// A token's claims: signed by this node's key, by this issuer, not expired.
+    fn claims(&self, token: &str, remember: Remember) -> Result<Arc<Claims>, AuthError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now_secs = store::now_ms() / 1000;
+        if let Some(claims) = self.verified.get(&digest) {
+            if claims.exp >= now_secs - tokens::LEEWAY_SECS {
+                return Ok(claims);
+            }
+            self.verified.remove(&digest);
+            return Err(AuthError::Invalid);
+        }
+        let claims = Arc::new(tokens::verify(&self.keys, token).map_err(|_| AuthError::Invalid)?);
+        if remember == Remember::Yes {
+            self.verified.insert(digest, Arc::clone(&claims));
+        }
+        Ok(claims)
     }
 
     /// End a session. Harmless if it already ended.

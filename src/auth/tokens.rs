@@ -8,6 +8,9 @@ use super::keys::SigningKeys;
 /// The issuer written into and required of every token.
 pub const ISSUER: &str = "node";
 
+/// Seconds past its `exp` that a token is still accepted (clock skew between nodes).
+pub const LEEWAY_SECS: i64 = 5;
+
 /// What a token says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -37,7 +40,7 @@ pub fn issue(keys: &SigningKeys, claims: &Claims) -> Result<String, TokenError> 
 pub fn verify(keys: &SigningKeys, token: &str) -> Result<Claims, TokenError> {
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[ISSUER]);
-    validation.leeway = 5;
+    validation.leeway = LEEWAY_SECS.unsigned_abs();
     jsonwebtoken::decode::<Claims>(token, &keys.decoding, &validation)
         .map(|data| data.claims)
         .map_err(|e| TokenError(e.to_string()))

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{message_ops, user_topic, wallet_ops, Gateway};
 use crate::api::AppState;
-use crate::auth::Identity;
+use crate::auth::{Identity, Remember};
 use crate::bus::{Delivery, Subscriber, SubscriberId};
 use crate::conversations::{visible_thread, Caller};
 use crate::store::{conversations, ledger, Db, StoreError};
@@ -463,7 +463,7 @@ async fn authenticate_by_frame(
         // is it read as any other frame, to say why it was refused.
         let auth_error = match codec.decode::<AuthFrame>(&bytes) {
             Ok(AuthFrame::Auth { id, token, since }) => {
-                match gateway.auth.authenticate(&token).await {
+                match gateway.auth.authenticate_with(&token, Remember::No).await {
                     Ok(identity) => break Ok((identity, since)),
                     Err(error) => {
                         let frame = ServerFrame::Error {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::marketplace::MarketError;
 use crate::api::AppState;
-use crate::auth::{token_from_request, Auth, AuthError, Identity};
+use crate::auth::{token_from_request, Auth, AuthError, Identity, Remember};
 use crate::bus::{Hub, SubscriberId};
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -287,7 +287,7 @@ pub async fn upgrade(
         Some(token) => Some(
             gateway
                 .auth
-                .authenticate(&token)
+                .authenticate_with(&token, Remember::No)
                 .await
                 .map_err(|e| match e {
                     AuthError::Store(e) => MarketError::from(e),

@@ -462,6 +462,47 @@ async fn logout_revokes_the_session_and_clears_the_cookie() {
     assert_eq!(anonymous.status(), 200);
 }
 
+/// A node remembers the tokens whose signatures it has checked, so that a client's next
+/// request does not pay for the check again. Nothing a client could do gets past it: a token
+/// changed in any byte is a different token, checked afresh; one whose session ended or
+/// expired is refused at once, however often it was accepted before.
+#[actix_web::test]
+async fn a_token_accepted_before_is_still_checked_in_full() {
+    let node = spawn_node_with(|s| s.token_ttl_secs = 3).await;
+    let user = node.user().await;
+    for _ in 0..3 {
+        let me = node
+            .get_with_token("/auth-api/currentuser", &user.token)
+            .await;
+        assert_eq!(me.status(), 200);
+    }
+    // The same claims under a broken signature, and another payload under the real one.
+    let (signed, signature) = user.token.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+    let broken_signature = format!("{signed}.{flipped}{}", &signature[1..]);
+    let (header, _) = signed.split_once('.').unwrap();
+    let other = node.user().await;
+    let other_payload = other.token.split('.').nth(1).unwrap();
+    let borrowed_signature = format!("{header}.{other_payload}.{signature}");
+    for forged in [&broken_signature, &borrowed_signature] {
+        let response = node.get_with_token("/auth-api/currentuser", forged).await;
+        assert_eq!(response.status(), 401, "{forged}");
+    }
+    assert_eq!(
+        node.get_with_token("/auth-api/currentuser", &user.token)
+            .await
+            .status(),
+        200,
+        "the genuine token still works"
+    );
+    // Expiry: the session and the token end together, three seconds after login.
+    tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
+    let expired = node
+        .get_with_token("/auth-api/currentuser", &user.token)
+        .await;
+    assert_eq!(expired.status(), 401);
+}
+
 #[actix_web::test]
 async fn relogin_replaces_the_session() {
     let node = spawn_node().await;
