@@ -15,7 +15,7 @@ use actors::wallet::{Credit, Effect, Event, Owner, Transfer, Wallet};
 use actors::DomainEvent;
 use async_trait::async_trait;
 use protocol::Push;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::Hub;
 use crate::notify::OfflinePush;
@@ -32,7 +32,16 @@ pub struct Fanout {
     /// Set once the gateway and the notifier exist: pushes to users who are offline.
     pub offline: Arc<OnceLock<OfflinePush>>,
     /// To the publishing task, in commit order.
-    publishing: mpsc::Sender<Vec<Committed<DomainEvent>>>,
+    publishing: mpsc::Sender<Publishing>,
+}
+
+/// What the publishing task is handed, in order.
+enum Publishing {
+    /// A committed batch.
+    Batch(Vec<Committed<DomainEvent>>),
+    /// Answer once every batch handed over before this is published and has gone out to the
+    /// other nodes ([`Hub::flush`]).
+    Flush(oneshot::Sender<()>),
 }
 
 impl Fanout {
@@ -46,6 +55,18 @@ impl Fanout {
             wallets: OnceLock::new(),
             offline,
             publishing,
+        }
+    }
+
+    /// Resolves once every batch handed over before this call is published, and what that
+    /// queued for the other nodes has gone out (or failed to). A stopping node calls it once
+    /// the journal writer has ended, so that the pushes of the last commits are not dropped
+    /// with the process.
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.publishing.send(Publishing::Flush(done)).await.is_ok() {
+            // An error means the task has ended, having published all it was handed.
+            let _ = flushed.await;
         }
     }
 
@@ -149,7 +170,12 @@ impl EventSink<DomainEvent> for Fanout {
     /// Pushes are published after the answers, in commit order, a batch at a time, by the
     /// publishing task.
     async fn committed(&self, batch: Vec<Committed<DomainEvent>>) {
-        if self.publishing.send(batch).await.is_err() {
+        if self
+            .publishing
+            .send(Publishing::Batch(batch))
+            .await
+            .is_err()
+        {
             tracing::error!("the publishing task has stopped; a committed batch is not pushed");
         }
     }
@@ -159,9 +185,17 @@ impl EventSink<DomainEvent> for Fanout {
 async fn publish_in_order(
     bus: Arc<Hub>,
     offline: Arc<OnceLock<OfflinePush>>,
-    mut batches: mpsc::Receiver<Vec<Committed<DomainEvent>>>,
+    mut batches: mpsc::Receiver<Publishing>,
 ) {
-    while let Some(batch) = batches.recv().await {
+    while let Some(item) = batches.recv().await {
+        let batch = match item {
+            Publishing::Batch(batch) => batch,
+            Publishing::Flush(done) => {
+                bus.flush().await;
+                let _ = done.send(());
+                continue;
+            }
+        };
         let mut pushes = Vec::new();
         let mut notified = Vec::new();
         for committed in batch {

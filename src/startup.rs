@@ -67,6 +67,8 @@ pub struct Application {
     state: web::Data<AppState>,
     journal: JournalHandle<DomainEvent>,
     writer: JournalThread,
+    /// The journal's sink: publishes what commits (`Fanout::flush` at shutdown).
+    fanout: Arc<Fanout>,
     arbiters: ArbiterPool,
     fail_next: Arc<AtomicU32>,
     stop: CancellationToken,
@@ -196,6 +198,7 @@ impl Application {
             state,
             journal,
             writer,
+            fanout,
             arbiters,
             fail_next,
             stop: CancellationToken::new(),
@@ -258,11 +261,12 @@ impl Application {
             Ok(Err(_)) => unclean.push("the journal writer's thread died"),
             Err(_) => unclean.push("the journal writer did not end in time"),
         }
-        // The writer published its last commits' pushes before it ended; with Redis they may
-        // still be queued for the other nodes, and ending the process would drop them. Not
+        // The writer has handed its last commits to the publishing task, which may not have
+        // published them yet, and with Redis what it published may still be queued for the
+        // other nodes (so may a logout's revocation): ending the process would drop them. Not
         // unclean if it times out: nothing durable depends on it, and the other nodes' clients
         // recover what they missed by sequence number.
-        if tokio::time::timeout(grace, self.state.bus.flush())
+        if tokio::time::timeout(grace, self.fanout.flush())
             .await
             .is_err()
         {

@@ -77,6 +77,13 @@ pub struct Auth {
     verified: quick_cache::sync::Cache<[u8; 32], Arc<Claims>>,
 }
 
+/// What a checked token is remembered by: its SHA-256, so that any change to any byte of it is
+/// a token never seen.
+fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
 /// Tokens whose checked claims are remembered, at most (about 250 bytes each).
 const VERIFIED_TOKENS_MAX: usize = 16_384;
 
@@ -179,8 +186,7 @@ impl Auth {
 
     /// A token's claims: signed by this node's key, by this issuer, not expired.
     fn claims(&self, token: &str, remember: Remember) -> Result<Arc<Claims>, AuthError> {
-        use sha2::Digest;
-        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let digest = token_digest(token);
         let now_secs = store::now_ms() / 1000;
         if let Some(claims) = self.verified.get(&digest) {
             if claims.exp >= now_secs - tokens::LEEWAY_SECS {
@@ -277,4 +283,62 @@ fn url_query_param(query: &str, name: &str) -> Option<String> {
         .ok()?
         .into_iter()
         .find_map(|(key, value)| (key == name).then_some(value))
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A node's `Auth` over a fresh store, with a signing key of its own.
+    async fn auth() -> (store::TestStore, tempfile::TempDir, Arc<Auth>) {
+        let (store, db) = store::test_db().await;
+        let dir = tempfile::tempdir().unwrap();
+        let keys = SigningKeys::load_or_generate(&dir.path().join("key.pem")).unwrap();
+        let hasher = SecretHasher::new(1024, 1).unwrap();
+        (store, dir, Auth::new(db, keys, hasher, 3600))
+    }
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            sub: "user".into(),
+            sid: "session".into(),
+            role: "user".into(),
+            iat: exp - 60,
+            exp,
+            iss: tokens::ISSUER.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checked_token_is_remembered_until_it_expires() {
+        let (_store, _dir, auth) = auth().await;
+        let now = store::now_ms() / 1000;
+
+        let live = tokens::issue(&auth.keys, &claims(now + 60)).unwrap();
+        assert_eq!(auth.claims(&live, Remember::Yes).unwrap().exp, now + 60);
+        assert!(auth.verified.get(&token_digest(&live)).is_some());
+        assert_eq!(auth.claims(&live, Remember::Yes).unwrap().exp, now + 60);
+
+        let socket = tokens::issue(&auth.keys, &claims(now + 61)).unwrap();
+        assert!(auth.claims(&socket, Remember::No).is_ok());
+        assert!(auth.verified.get(&token_digest(&socket)).is_none());
+
+        // Remembered while it was valid, past its `exp` and the leeway now: refused, forgotten.
+        let ended = tokens::issue(&auth.keys, &claims(now - tokens::LEEWAY_SECS - 1)).unwrap();
+        auth.verified.insert(
+            token_digest(&ended),
+            Arc::new(claims(now - tokens::LEEWAY_SECS - 1)),
+        );
+        assert!(matches!(
+            auth.claims(&ended, Remember::Yes),
+            Err(AuthError::Invalid)
+        ));
+        assert!(auth.verified.get(&token_digest(&ended)).is_none());
+        // Checked afresh, it fails on its own.
+        assert!(matches!(
+            auth.claims(&ended, Remember::Yes),
+            Err(AuthError::Invalid)
+        ));
+    }
 }

@@ -150,9 +150,11 @@ impl Subscriber for Probe {
     }
 }
 
-/// A logout just before the node is stopped still reaches the other nodes: stopping waits for
-/// the pushes queued for Redis, here held back by Redis itself, instead of dropping them with
-/// the process. Otherwise the session's connections on the other nodes would stay open.
+/// What a node committed and a logout, just before the node is stopped, still reach the other
+/// nodes: stopping waits for the last commits to be published and for the pushes queued for
+/// Redis, here held back by Redis itself, instead of dropping them with the process.
+/// Otherwise the other nodes' devices would miss the deposit until they next resume, and the
+/// session's connections there would stay open.
 #[actix_web::test]
 async fn a_stopping_node_sends_what_it_queued_for_the_other_nodes() {
     let Ok(redis_url) = std::env::var("TEST_REDIS_URL") else {
@@ -200,6 +202,20 @@ async fn a_stopping_node_sends_what_it_queued_for_the_other_nodes() {
 
     // Redis holds every PUBLISH while its writes are paused.
     let paused = RedisPause::start(&redis_url, Duration::from_secs(4)).await;
+    // A deposit: committed, then pushed to the user's devices on every node.
+    let deposit = http
+        .post(format!("{}/rest/v01/deposit", node.address))
+        .json(
+            &json!({"meta": {"uuid": "shutdown", "client_version": "1.0",
+            "request_id": uuid::Uuid::new_v4().to_string(),
+            "evg_auth_token": session["accessToken"]}, "amount": "5"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deposit.status(), 200);
+    let deposited: Value = deposit.json().await.unwrap();
+    assert_eq!(deposited["status"], "success", "{deposited}");
     let logout = http
         .post(format!("{}/auth-api/logout", node.address))
         .bearer_auth(session["accessToken"].as_str().unwrap())
@@ -220,17 +236,28 @@ async fn a_stopping_node_sends_what_it_queued_for_the_other_nodes() {
     }
     paused.end().await;
 
-    let push = timeout(WAIT, on_other.recv())
-        .await
-        .unwrap_or_else(|_| {
-            panic!("the other node never got the logout (the node had exited: {gone_early:?})")
-        })
-        .expect("the probe's queue closed");
-    assert_eq!(
-        push.event,
-        Event::SessionRevoked {
-            session_id: session_id.to_owned()
+    // The deposit's sequenced feed entry, and after it the revocation.
+    let mut pushes = Vec::new();
+    loop {
+        let push = timeout(WAIT, on_other.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the other node got {pushes:?} and never the logout \
+                     (the node had exited: {gone_early:?})"
+                )
+            })
+            .expect("the probe's queue closed");
+        let revoked = matches!(&push.event, Event::SessionRevoked { session_id: ended }
+            if ended == session_id);
+        pushes.push(push);
+        if revoked {
+            break;
         }
+    }
+    assert!(
+        pushes.iter().any(|push| push.seq.is_some()),
+        "the deposit's push did not come before the logout: {pushes:?}"
     );
     let exit = node
         .exited_within(WAIT)
