@@ -452,13 +452,7 @@ async fn redis_drops_a_subscriber_that_refuses_and_releases_its_channel() {
 async fn redis_reconnects_and_resubscribes_after_the_connection_drops() {
     let Some(url) = redis_url() else { return };
     let node_id = unique("node-a");
-    let TwoNodes {
-        node_a,
-        node_b,
-        topic,
-        mut on_a_rx,
-        mut on_b_rx,
-    } = two_nodes(&url, &node_id, "user").await;
+    let mut two = two_nodes(&url, &node_id, "user").await;
     let mut admin = redis_admin(&url).await;
 
     // Kill node A's bus connection, as a Redis restart or network cut would.
@@ -487,8 +481,11 @@ async fn redis_reconnects_and_resubscribes_after_the_connection_drops() {
     // reaches A: that proves A has reconnected and re-subscribed the topic.
     timeout(WAIT, async {
         loop {
-            node_b.publish(marker(&topic)).await.expect("publish");
-            if timeout(Duration::from_millis(50), on_a_rx.recv())
+            two.node_b
+                .publish(marker(&two.topic))
+                .await
+                .expect("publish");
+            if timeout(Duration::from_millis(50), two.on_a_rx.recv())
                 .await
                 .is_ok()
             {
@@ -499,22 +496,16 @@ async fn redis_reconnects_and_resubscribes_after_the_connection_drops() {
     .await
     .expect("node A never came back");
 
-    publish_range(&node_a, &topic, 1, 100).await;
-    expect_in_order(&mut on_a_rx, &topic, 1, 100).await;
-    expect_in_order(&mut on_b_rx, &topic, 1, 100).await;
-    node_a.health().await.expect("health after reconnect");
+    publish_range(&two.node_a, &two.topic, 1, 100).await;
+    expect_in_order(&mut two.on_a_rx, &two.topic, 1, 100).await;
+    expect_in_order(&mut two.on_b_rx, &two.topic, 1, 100).await;
+    two.node_a.health().await.expect("health after reconnect");
 }
 
 #[tokio::test]
 async fn redis_a_nodes_own_subscribers_do_not_wait_for_redis() {
     let Some(url) = redis_url() else { return };
-    let TwoNodes {
-        node_a,
-        node_b,
-        topic,
-        mut on_a_rx,
-        mut on_b_rx,
-    } = two_nodes(&url, &unique("node-a"), "thread").await;
+    let mut two = two_nodes(&url, &unique("node-a"), "thread").await;
     // Other tests' publishes wait out the pause too; it is shorter than WAIT and than the
     // bus's reply timeout.
     let pause = Duration::from_secs(3);
@@ -522,23 +513,26 @@ async fn redis_a_nodes_own_subscribers_do_not_wait_for_redis() {
     // Two publishes, one after the other, as the publishing task publishes batches: neither
     // waits for Redis, and A's subscriber has both at once.
     for seq in 1..=2 {
-        timeout(pause / 3, node_a.publish(push(&topic, seq)))
+        timeout(pause / 3, two.node_a.publish(push(&two.topic, seq)))
             .await
             .expect("publish waited for Redis")
             .expect("publish");
     }
     for seq in 1..=2 {
-        let mine = timeout(pause / 3, on_a_rx.recv())
+        let mine = timeout(pause / 3, two.on_a_rx.recv())
             .await
             .expect("node A's own subscriber waited for Redis")
             .expect("the subscriber's queue closed");
-        assert_eq!((mine.topic.as_str(), mine.seq), (topic.as_str(), Some(seq)));
+        assert_eq!(
+            (mine.topic.as_str(), mine.seq),
+            (two.topic.as_str(), Some(seq))
+        );
     }
     // Give a PUBLISH that the pause failed to hold the time to arrive before looking.
     tokio::time::sleep(pause / 3).await;
     if paused.held() {
         assert!(
-            on_b_rx.try_recv().is_err(),
+            two.on_b_rx.try_recv().is_err(),
             "node B got a push while Redis held it: the pause did not hold PUBLISH"
         );
     }
@@ -546,32 +540,32 @@ async fn redis_a_nodes_own_subscribers_do_not_wait_for_redis() {
 
     // The other node gets both once Redis lets them through, in order; A gets no second copy
     // when Redis echoes them back.
-    expect_in_order(&mut on_b_rx, &topic, 1, 2).await;
-    node_b.publish(marker(&topic)).await.expect("publish");
-    let after = next(&mut on_a_rx).await;
-    assert_eq!((after.topic.as_str(), after.seq), (topic.as_str(), None));
+    expect_in_order(&mut two.on_b_rx, &two.topic, 1, 2).await;
+    two.node_b
+        .publish(marker(&two.topic))
+        .await
+        .expect("publish");
+    let after = next(&mut two.on_a_rx).await;
+    assert_eq!(
+        (after.topic.as_str(), after.seq),
+        (two.topic.as_str(), None)
+    );
 }
 
 #[tokio::test]
 async fn redis_flush_returns_once_what_was_published_has_gone_out() {
     let Some(url) = redis_url() else { return };
-    let TwoNodes {
-        node_a,
-        node_b: _node_b,
-        topic,
-        on_a_rx: _on_a_rx,
-        mut on_b_rx,
-    } = two_nodes(&url, &unique("node-a"), "thread").await;
+    let mut two = two_nodes(&url, &unique("node-a"), "thread").await;
     // Nothing queued: at once.
-    timeout(WAIT, node_a.flush())
+    timeout(WAIT, two.node_a.flush())
         .await
         .expect("a flush with nothing queued waited");
 
     let pause = Duration::from_secs(3);
     let paused = RedisPause::start(&url, pause).await;
-    publish_range(&node_a, &topic, 1, 3).await;
+    publish_range(&two.node_a, &two.topic, 1, 3).await;
     let flush = tokio::spawn({
-        let node_a = Arc::clone(&node_a);
+        let node_a = Arc::clone(&two.node_a);
         async move { node_a.flush().await }
     });
     tokio::time::sleep(pause / 3).await;
@@ -587,5 +581,5 @@ async fn redis_flush_returns_once_what_was_published_has_gone_out() {
         .expect("flush never returned")
         .expect("the flush task panicked");
     // Redis has sent them to node B by the time it answered node A's PUBLISHes.
-    expect_in_order(&mut on_b_rx, &topic, 1, 3).await;
+    expect_in_order(&mut two.on_b_rx, &two.topic, 1, 3).await;
 }

@@ -246,8 +246,8 @@ impl Hub {
 
     /// Resolves once what was published before this call has gone out to the other nodes (or
     /// failed to): with Redis, once the transport's queue up to here is sent; in-process at
-    /// once, as every delivery happened inside `publish`. A stopping node calls it last, so that
-    /// the pushes of its last commits are not dropped with its queue.
+    /// once, as every delivery happened inside `publish`. A stopping node's publishing task calls
+    /// it (`Fanout::flush`), so that the pushes of its last commits are not dropped with the queue.
     pub async fn flush(&self) {
         if let Transport::Redis(redis) = &self.transport {
             redis.flush().await;

@@ -1,5 +1,7 @@
 //! Login sessions. A token names its session; revoking the session revokes the token.
 
+use std::sync::LazyLock;
+
 use super::users::{User, COLUMNS as USER_COLUMNS};
 use super::{now_ms, Db, StoreError};
 use crate::on_db;
@@ -37,6 +39,19 @@ pub async fn create(db: &Db, user_id: &str, ttl_ms: i64) -> Result<Session, Stor
     Ok(session)
 }
 
+/// The statement of [`with_user`], built once: it runs on every authenticated request. The
+/// session's columns are renamed in a derived table, so the users' own (`id`, `created_at`, …)
+/// stay unambiguous and `User`'s `FromRow` reads them by name.
+static WITH_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {USER_COLUMNS}, s.session_created_at, s.session_expires_at, s.session_revoked_at \
+         FROM users, (SELECT user_id AS session_user_id, created_at AS session_created_at, \
+             expires_at AS session_expires_at, revoked_at AS session_revoked_at \
+             FROM sessions WHERE id = $1) AS s \
+         WHERE users.id = s.session_user_id AND users.id = $2"
+    )
+});
+
 /// A session and its user, read together: what authenticating a request needs, in one round
 /// trip rather than two. `None` if the session does not exist or is not `user_id`'s.
 #[tracing::instrument(skip(db))]
@@ -46,17 +61,8 @@ pub async fn with_user(
     user_id: &str,
 ) -> Result<Option<(Session, User)>, StoreError> {
     use sqlx::{FromRow, Row};
-    // The session's columns are renamed in a derived table, so the users' own (`id`,
-    // `created_at`, …) stay unambiguous and `User`'s `FromRow` reads them by name.
-    let sql = format!(
-        "SELECT {USER_COLUMNS}, s.session_created_at, s.session_expires_at, s.session_revoked_at \
-         FROM users, (SELECT user_id AS session_user_id, created_at AS session_created_at, \
-             expires_at AS session_expires_at, revoked_at AS session_revoked_at \
-             FROM sessions WHERE id = $1) AS s \
-         WHERE users.id = s.session_user_id AND users.id = $2"
-    );
     Ok(on_db!(db, pool => {
-        let row = sqlx::query(&sql).bind(id).bind(user_id).fetch_optional(pool).await?;
+        let row = sqlx::query(&WITH_USER).bind(id).bind(user_id).fetch_optional(pool).await?;
         match row {
             Some(row) => {
                 let user = User::from_row(&row)?;
