@@ -21,7 +21,8 @@
 #       (default 200 and 1200); prints the heap one idle connection holds, by allocation site
 #       (loadtest/tools/dhat_per_connection.py).
 #
-# PROFILE_NODE_BIN profiles another build of the node (an older one, say) instead of this one.
+# PROFILE_NODE_BIN profiles another build of the node (an older one, say) instead of this one
+# (for heap, build it with --no-default-features: DHAT cannot see jemalloc's allocations).
 # Needs perf (cpu) or valgrind (heap), PostgreSQL at $PG_URL and Redis at $REDIS_URL_BENCH.
 # Output: $PROFILE_DIR (default target/loadtest/profile): perf.data, perf.script and the
 # flame graph (cpu), the DHAT profiles, the load generator's reports. Each node gets its own database, dropped afterwards.
@@ -101,6 +102,18 @@ case "$mode" in
     ;;
   heap)
     small="${1:-200}" large="${2:-1200}"
+    # DHAT sees only the C library's malloc, and the node's default build allocates through
+    # jemalloc (not visible to valgrind: every site would read zero). So the profile runs a
+    # build on the system allocator, kept beside the profiles; then the default build is
+    # linked back in place (from cargo's cache: seconds).
+    if [ -z "${PROFILE_NODE_BIN:-}" ]; then
+      # The same packages as the build above, so that their dependencies' features (and so
+      # cargo's cached builds of them) stay the same.
+      cargo build --release -p node -p loadtest --no-default-features
+      cp "$TARGET_DIR/release/node" "$OUT/node-system-malloc"
+      cargo build --release -p node -p loadtest
+      NODE_BIN="$OUT/node-system-malloc"
+    fi
     for n in "$small" "$large"; do
       start_node postgres valgrind --tool=dhat --dhat-out-file="$OUT/dhat-$n.json"
       # Gently: under valgrind the node is slow, and a fast ramp times its database out.

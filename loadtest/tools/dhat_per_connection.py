@@ -17,6 +17,8 @@ SKIP = re.compile(r"<?(alloc|core|std|bytes|hashbrown|tokio::util|smallvec|dashm
                   r"__rustc)::")
 # A spawned task's cell is allocated under tokio's `OwnedTasks::bind`; the `spawn…<F>` frame
 # further down names the future F that it holds.
+# Less than this a connection cannot be right (actix-http alone holds two 8 KiB buffers).
+MIN_PLAUSIBLE_BYTES = 4096
 TASK_BIND = re.compile(r"OwnedTasks<S>::bind")
 SPAWN = re.compile(r"^spawn\w*<(.+)> \(")
 
@@ -58,7 +60,13 @@ def main():
         if size < 32:
             break
         print(f"| {size:,.0f} | {count:.2f} | {site} |")
-    print(f"| **{sum(r[0] for r in rows):,.0f}** | {sum(r[1] for r in rows):.1f} | in all |")
+    total = sum(r[0] for r in rows)
+    print(f"| **{total:,.0f}** | {sum(r[1] for r in rows):.1f} | in all |")
+    if total < MIN_PLAUSIBLE_BYTES:
+        # An idle connection holds at least its socket's buffers: a total this small means
+        # DHAT did not see the node's allocations (a build on jemalloc, say), not a small heap.
+        sys.exit(f"only {total:,.0f} bytes a connection: DHAT did not see the node's "
+                 "allocations (was the node built on jemalloc? see profile.sh heap)")
 
 
 if __name__ == "__main__":
