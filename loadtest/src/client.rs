@@ -248,6 +248,13 @@ pub struct Ws {
     pub undecodable: u64,
 }
 
+/// What [`Ws::recv_bytes`] got: a frame's bytes (a text frame's UTF-8), or the end.
+pub enum RawReceived {
+    Frame(tokio_tungstenite::tungstenite::Bytes),
+    /// The connection ended, with the close code if the node sent one.
+    Closed(Option<u16>),
+}
+
 /// What [`Ws::recv`] got.
 pub enum Received {
     Frame(Box<ServerFrame>),
@@ -319,26 +326,9 @@ impl Ws {
     /// while it reads) and heartbeats. Frames the codec cannot read are counted and skipped.
     pub async fn recv(&mut self) -> anyhow::Result<Received> {
         loop {
-            let Some(message) = self.stream.next().await else {
-                return Ok(Received::Closed(None));
-            };
-            let bytes = match message {
-                Ok(Message::Text(text)) => text.as_bytes().to_vec(),
-                Ok(Message::Binary(bytes)) => bytes.to_vec(),
-                Ok(Message::Close(frame)) => {
-                    return Ok(Received::Closed(frame.map(|f| u16::from(f.code))))
-                }
-                Ok(_) => continue,
-                Err(error) => {
-                    use tokio_tungstenite::tungstenite::Error;
-                    return match error {
-                        Error::ConnectionClosed | Error::AlreadyClosed => {
-                            Ok(Received::Closed(None))
-                        }
-                        Error::Protocol(_) | Error::Io(_) => Ok(Received::Closed(None)),
-                        other => Err(other).context("reading a frame"),
-                    };
-                }
+            let bytes = match self.recv_bytes().await? {
+                RawReceived::Frame(bytes) => bytes,
+                RawReceived::Closed(code) => return Ok(Received::Closed(code)),
             };
             match self.codec.decode::<ServerFrame>(&bytes) {
                 Ok(ServerFrame::Heartbeat { .. }) => continue,
@@ -346,6 +336,39 @@ impl Ws {
                 Err(_) => self.undecodable += 1,
             }
         }
+    }
+
+    /// The next protocol frame as it arrived, undecoded (for a scenario that reads only a
+    /// few of its fields: see `fanout`), skipping WebSocket control frames.
+    pub async fn recv_bytes(&mut self) -> anyhow::Result<RawReceived> {
+        loop {
+            let Some(message) = self.stream.next().await else {
+                return Ok(RawReceived::Closed(None));
+            };
+            return match message {
+                Ok(Message::Text(text)) => Ok(RawReceived::Frame(text.into())),
+                Ok(Message::Binary(bytes)) => Ok(RawReceived::Frame(bytes)),
+                Ok(Message::Close(frame)) => {
+                    Ok(RawReceived::Closed(frame.map(|f| u16::from(f.code))))
+                }
+                Ok(_) => continue,
+                Err(error) => {
+                    use tokio_tungstenite::tungstenite::Error;
+                    match error {
+                        Error::ConnectionClosed | Error::AlreadyClosed => {
+                            Ok(RawReceived::Closed(None))
+                        }
+                        Error::Protocol(_) | Error::Io(_) => Ok(RawReceived::Closed(None)),
+                        other => Err(other).context("reading a frame"),
+                    }
+                }
+            };
+        }
+    }
+
+    /// The codec this connection speaks.
+    pub fn codec(&self) -> Codec {
+        self.codec
     }
 
     pub async fn recv_timeout(&mut self, wait: Duration) -> anyhow::Result<Received> {

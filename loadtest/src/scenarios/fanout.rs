@@ -7,13 +7,111 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use protocol::{ClientFrame, ErrorCode, Event, ServerFrame};
+use protocol::{ClientFrame, Codec, ErrorCode, ServerFrame};
+use serde::Deserialize;
 
-use crate::client::{Received, Rest, Ws};
+use crate::client::{RawReceived, Rest, Ws};
 use crate::report::Report;
 use crate::scenarios::{micros_since_origin, parse_stamp, stamp, Common, SeqAudit};
 use crate::stats::{self, Recorder};
 use crate::{progress, setup};
+
+/// What a device reads of a frame, in one pass. `ServerFrame` and its `Event` are internally
+/// tagged enums, which serde decodes by first copying the whole frame into its own generic
+/// tree (`Content`) and then decoding that: in a fanout run it was about a quarter of the load
+/// generator's CPU (BENCHMARKS.md §3), taken from the machine the node is measured on. A
+/// device needs a frame's kind, its answer id and, of a posted message, its sequence numbers
+/// and content; everything else is skipped. An `error` answer, or a frame this cannot read,
+/// is decoded in full (see [`Seen::read`]).
+#[derive(Debug, Deserialize)]
+struct Seen {
+    #[serde(rename = "type")]
+    kind: SeenKind,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    event: Option<SeenEvent>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SeenKind {
+    Event,
+    Posted,
+    Heartbeat,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct SeenEvent {
+    kind: SeenEventKind,
+    #[serde(default)]
+    message: Option<SeenMessage>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SeenEventKind {
+    MessagePosted,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct SeenMessage {
+    seq: u64,
+    content: String,
+}
+
+/// A frame as a device handles it.
+#[derive(Debug)]
+enum DeviceFrame {
+    /// A message posted on the device's thread: its topic sequence number (the message's own
+    /// when the push has none) and its content.
+    Posted { seq: u64, content: String },
+    /// The answer to one of the device's posts.
+    Answer { id: String },
+    /// Anything else, in full (an `error` answer, say).
+    Full(ServerFrame),
+    /// Nothing the device handles: heartbeats, other events, answers without an id.
+    Skip,
+}
+
+impl Seen {
+    /// Read a frame. `None` for bytes that are no frame at all.
+    fn read(codec: Codec, bytes: &[u8]) -> Option<DeviceFrame> {
+        let seen = match codec.decode::<Seen>(bytes) {
+            Ok(seen) if seen.kind != SeenKind::Other => seen,
+            // Not one of the kinds read here, or a shape this does not know (another event
+            // with a `message` of its own): the full decode decides.
+            _ => {
+                return codec
+                    .decode::<ServerFrame>(bytes)
+                    .ok()
+                    .map(DeviceFrame::Full)
+            }
+        };
+        Some(match seen.kind {
+            SeenKind::Event => match seen.event {
+                Some(SeenEvent {
+                    kind: SeenEventKind::MessagePosted,
+                    message: Some(message),
+                }) => DeviceFrame::Posted {
+                    seq: seen.seq.unwrap_or(message.seq),
+                    content: message.content,
+                },
+                _ => DeviceFrame::Skip,
+            },
+            SeenKind::Posted => seen
+                .id
+                .map_or(DeviceFrame::Skip, |id| DeviceFrame::Answer { id }),
+            SeenKind::Heartbeat | SeenKind::Other => DeviceFrame::Skip,
+        })
+    }
+}
 
 /// How long deliveries still on their way are awaited after the run's time is up.
 const DRAIN: Duration = Duration::from_secs(15);
@@ -301,47 +399,48 @@ async fn device_task(device: Device, mut ctx: DeviceCtx) -> DeviceOutcome {
         let wait = until
             .saturating_duration_since(now)
             .max(Duration::from_millis(1));
-        let frame = match tokio::time::timeout(wait, ws.recv()).await {
+        let bytes = match tokio::time::timeout(wait, ws.recv_bytes()).await {
             Err(_) if sending => continue,
             Err(_) => break,
             Ok(Err(error)) => {
                 out.ended = Some(format!("{error:#}"));
                 break;
             }
-            Ok(Ok(Received::Closed(code))) => {
+            Ok(Ok(RawReceived::Closed(code))) => {
                 out.ended = Some(format!("closed {code:?}"));
                 break;
             }
-            Ok(Ok(Received::Frame(frame))) => *frame,
+            Ok(Ok(RawReceived::Frame(bytes))) => bytes,
+        };
+        let Some(frame) = Seen::read(ws.codec(), &bytes) else {
+            ws.undecodable += 1;
+            continue;
         };
         match frame {
-            ServerFrame::Event(push) => {
-                let Event::MessagePosted { message } = push.event else {
-                    continue;
-                };
+            DeviceFrame::Posted { seq, content } => {
                 let received_us = micros_since_origin();
-                out.audit.see(push.seq.unwrap_or(message.seq));
+                out.audit.see(seq);
                 out.delivered += 1;
                 out.last_delivery = Some(Instant::now());
                 ctx.bar.inc(1);
-                match parse_stamp(&message.content) {
+                match parse_stamp(&content) {
                     Some((run, _, _, sent_us)) if run == ctx.run_id => ctx
                         .deliveries
                         .record(Duration::from_micros(received_us.saturating_sub(sent_us))),
                     _ => out.foreign += 1,
                 }
             }
-            ServerFrame::Posted { id: Some(id), .. } => {
+            DeviceFrame::Answer { id } => {
                 if let Some((sent_at, _, _)) = pending.remove(&id) {
                     ctx.acks.record(sent_at.elapsed());
                     out.posted += 1;
                 }
             }
-            ServerFrame::Error {
+            DeviceFrame::Full(ServerFrame::Error {
                 id: Some(id),
                 code,
                 message,
-            } => {
+            }) => {
                 let Some(entry) = pending.get_mut(&id) else {
                     continue;
                 };
@@ -367,4 +466,84 @@ async fn device_task(device: Device, mut ctx: DeviceCtx) -> DeviceOutcome {
     ctx.acks.flush();
     ws.close().await;
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use protocol::{Event, Push, ThreadMessage};
+
+    use super::*;
+
+    fn message(seq: u64, content: &str) -> ThreadMessage {
+        ThreadMessage {
+            id: format!("m{seq}"),
+            thread_id: "t1".into(),
+            seq,
+            sender_id: "u1".into(),
+            content: content.into(),
+            message_type: "text".into(),
+            media_url: None,
+            sent_at: 1,
+        }
+    }
+
+    fn read(codec: Codec, frame: &ServerFrame) -> DeviceFrame {
+        Seen::read(codec, &codec.encode(frame)).unwrap()
+    }
+
+    /// The one-pass read gets what the full decode would, in either codec, and hands
+    /// everything it does not read itself to the full decode.
+    #[test]
+    fn a_device_reads_what_the_full_decode_would() {
+        for codec in [Codec::Json, Codec::MsgPack] {
+            let pushed = |seq: Option<u64>| {
+                ServerFrame::Event(Push {
+                    topic: "thread:t1".into(),
+                    seq,
+                    event: Event::MessagePosted {
+                        message: message(7, "stamp"),
+                    },
+                })
+            };
+            match read(codec, &pushed(Some(9))) {
+                DeviceFrame::Posted { seq, content } => assert_eq!((seq, &*content), (9, "stamp")),
+                other => panic!("{codec:?}: {other:?}"),
+            }
+            match read(codec, &pushed(None)) {
+                DeviceFrame::Posted { seq, .. } => assert_eq!(seq, 7, "{codec:?}"),
+                other => panic!("{codec:?}: {other:?}"),
+            }
+            let posted = ServerFrame::Posted {
+                id: Some("p1".into()),
+                message: message(3, "x"),
+            };
+            match read(codec, &posted) {
+                DeviceFrame::Answer { id } => assert_eq!(id, "p1"),
+                other => panic!("{codec:?}: {other:?}"),
+            }
+            let error = ServerFrame::Error {
+                id: Some("p2".into()),
+                code: ErrorCode::Busy,
+                message: "full".into(),
+            };
+            match read(codec, &error) {
+                DeviceFrame::Full(frame) => assert_eq!(frame, error),
+                other => panic!("{codec:?}: {other:?}"),
+            }
+            let balance = ServerFrame::Event(Push {
+                topic: "user:u1".into(),
+                seq: Some(4),
+                event: Event::Balance {
+                    currency: "EVG".into(),
+                    available: "1.00".into(),
+                    total: "1.00".into(),
+                },
+            });
+            assert!(matches!(read(codec, &balance), DeviceFrame::Skip));
+            let heartbeat = ServerFrame::Heartbeat { ts: 5 };
+            assert!(matches!(read(codec, &heartbeat), DeviceFrame::Skip));
+            assert!(Seen::read(codec, b"\xc1 not a frame").is_none());
+        }
+    }
 }
