@@ -103,16 +103,17 @@ case "$mode" in
   heap)
     small="${1:-200}" large="${2:-1200}"
     # DHAT sees only the C library's malloc, and the node's default build allocates through
-    # jemalloc (not visible to valgrind: every site would read zero). So the profile runs a
-    # build on the system allocator, kept beside the profiles; then the default build is
-    # linked back in place (from cargo's cache: seconds).
+    # jemalloc, which valgrind cannot see (every site would read zero). So the profile runs a
+    # build on the system allocator, in a target directory of its own: target/release/node
+    # stays the build that bench.sh and cluster.sh run (the first time, a full build).
     if [ -z "${PROFILE_NODE_BIN:-}" ]; then
-      # The same packages as the build above, so that their dependencies' features (and so
-      # cargo's cached builds of them) stay the same.
-      cargo build --release -p node -p loadtest --no-default-features
-      cp "$TARGET_DIR/release/node" "$OUT/node-system-malloc"
-      cargo build --release -p node -p loadtest
-      NODE_BIN="$OUT/node-system-malloc"
+      cargo build --release -p node --no-default-features --target-dir "$TARGET_DIR/system-malloc"
+      NODE_BIN="$TARGET_DIR/system-malloc/release/node"
+    fi
+    # (grep reads all of nm's output: with -q it would stop early, and pipefail would fail nm.)
+    if nm "$NODE_BIN" 2>/dev/null | grep _rjem_malloc >/dev/null; then
+      echo "FATAL: $NODE_BIN allocates through jemalloc, which DHAT cannot see; build it with --no-default-features" >&2
+      exit 2
     fi
     for n in "$small" "$large"; do
       start_node postgres valgrind --tool=dhat --dhat-out-file="$OUT/dhat-$n.json"
@@ -126,7 +127,7 @@ case "$mode" in
       "$small" "$large"
     ;;
   *)
-    sed -n '2,25p' "$0" >&2
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2
     exit 2
     ;;
 esac

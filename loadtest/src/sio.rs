@@ -171,14 +171,12 @@ pub fn socket_url(target: &Target, token: &str) -> url::Url {
 
 /// What [`Sio::recv`] got.
 pub enum SioReceived {
-    /// A `message` event (see [`Packet::Message`]).
+    /// A `message` event: the content of its first argument (empty when it has none).
     Message {
         content: String,
     },
-    /// Any other event (or a `message` of another shape), by name.
-    Event {
-        name: String,
-    },
+    /// Any other event.
+    OtherEvent,
     Ack {
         id: u64,
         args: Vec<Value>,
@@ -321,7 +319,19 @@ impl Sio {
         loop {
             match self.next_packet().await? {
                 Packet::Message { content } => return Ok(SioReceived::Message { content }),
-                Packet::Event { name, .. } => return Ok(SioReceived::Event { name }),
+                // A `message` of a shape the one-pass read does not take (an acknowledgement
+                // id, more arguments): its content read from the tree.
+                Packet::Event { name, args, .. } if name == "message" => {
+                    let content = args
+                        .first()
+                        .and_then(|m| m.get("content"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    return Ok(SioReceived::Message {
+                        content: content.to_owned(),
+                    });
+                }
+                Packet::Event { .. } => return Ok(SioReceived::OtherEvent),
                 Packet::Ack { id, args } => return Ok(SioReceived::Ack { id, args }),
                 Packet::Ping if self.send_text("3".to_owned()).await.is_err() => {
                     return Ok(SioReceived::Closed("pong failed".into()));

@@ -13,12 +13,12 @@ import json
 import re
 import sys
 
+# Less than this a connection cannot hold: actix-http alone gives it two 8 KiB buffers.
+MIN_PLAUSIBLE_BYTES = 16 * 1024
 SKIP = re.compile(r"<?(alloc|core|std|bytes|hashbrown|tokio::util|smallvec|dashmap|slab|"
                   r"__rustc)::")
 # A spawned task's cell is allocated under tokio's `OwnedTasks::bind`; the `spawn…<F>` frame
 # further down names the future F that it holds.
-# Less than this a connection cannot be right (actix-http alone holds two 8 KiB buffers).
-MIN_PLAUSIBLE_BYTES = 4096
 TASK_BIND = re.compile(r"OwnedTasks<S>::bind")
 SPAWN = re.compile(r"^spawn\w*<(.+)> \(")
 

@@ -292,14 +292,6 @@ async fn device_task(device: Device, mut ctx: DeviceCtx) -> DeviceOutcome {
                     _ => out.foreign += 1,
                 }
             }
-            SioReceived::Event { name } if name == "message" => {
-                // A delivery of a shape the one-pass read did not take: counted, and
-                // counted as not this run's, as a message without a readable stamp is.
-                out.delivered += 1;
-                out.last_delivery = Some(Instant::now());
-                ctx.bar.inc(1);
-                out.foreign += 1;
-            }
             SioReceived::Ack { id, args } => {
                 let Some(sent_at) = pending.remove(&id) else {
                     continue;
