@@ -493,7 +493,21 @@ impl Stays {
                     .await?;
                 let status = match reply {
                     wallet::Reply::Done { .. } => "voided",
-                    // Already settled: nothing is held any more.
+                    // Captured already (a capture that reached the wallet first, from a
+                    // confirmation racing this cancellation, or one whose step the calendar
+                    // never heard): the money is with the host, so the payment is done, not
+                    // voided.
+                    wallet::Reply::Refused {
+                        refusal: wallet::Refusal::UnknownHold,
+                        ..
+                    } if stays::hold_status(&self.db, payment_ref).await?.as_deref()
+                        == Some("captured") =>
+                    {
+                        return Ok(PaymentStep::Captured {
+                            payment_status: "captured".to_owned(),
+                        });
+                    }
+                    // Already settled otherwise: nothing is held any more.
                     wallet::Reply::Refused { .. } => "released",
                 };
                 Ok(PaymentStep::Voided {

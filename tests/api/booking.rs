@@ -378,6 +378,54 @@ async fn a_declined_manual_booking_releases_its_nights_and_voids_its_hold() {
     assert_eq!(balances(&node, &guest).await, ("800".into(), "800".into()));
 }
 
+/// The host confirms an authorized booking while the guest cancels it, at once, round after
+/// round. Whichever wins, the reservation's payment says where the money is: `paid` when it
+/// went to the host, `canceled` when the guest has it back. A guest's void that reached the
+/// wallet after the host's capture once read the missing hold as released, so the booking
+/// said `canceled` while the host had been paid.
+#[actix_web::test]
+async fn a_confirm_and_a_cancel_at_once_leave_the_payment_where_the_money_is() {
+    const ROUNDS: u64 = 40;
+    let node = spawn_node().await;
+    let (host, guest) = (node.user().await, node.user().await);
+    deposit(&node, &guest, &(100 * ROUNDS).to_string()).await;
+    let listing = listing(&node, &host, "manual", 100.0, "EVG").await;
+    let mut host_paid = 0u64;
+    for round in 0..ROUNDS {
+        let reservation = booked(&node, &guest, &listing, 3 + 2 * round, 1).await;
+        let (status, body) = pay(&node, &guest, &reservation, "wallet").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["reservation"]["paymentConfirmation"], "processing");
+        futures_util::future::join(
+            set_status(&node, &host, &reservation, "confirmed"),
+            set_status(&node, &guest, &reservation, "cancelled"),
+        )
+        .await;
+        let path = format!(
+            "/bookingmanagement-api/v1/reservations/{}",
+            reservation["id"].as_str().unwrap()
+        );
+        let (_, body) = call(&node, Method::GET, &path, Some(&guest.token), None).await;
+        let payment = body["reservation"]["paymentConfirmation"].clone();
+        let (host_balance, _) = balances(&node, &host).await;
+        let host_balance: u64 = host_balance.parse().unwrap();
+        if host_balance == 100 * (host_paid + 1) {
+            host_paid += 1;
+            assert_eq!(payment, "paid", "round {round}: the host was paid; {body}");
+        } else {
+            assert_eq!(host_balance, 100 * host_paid, "round {round}");
+            assert_eq!(payment, "canceled", "round {round}: nothing moved; {body}");
+        }
+        let spent = (100 * host_paid).to_string();
+        let left = (100 * (ROUNDS - host_paid)).to_string();
+        assert_eq!(
+            balances(&node, &guest).await,
+            (left.clone(), left),
+            "round {round}: nothing stays held ({spent} paid)"
+        );
+    }
+}
+
 #[actix_web::test]
 async fn the_host_confirms_before_payment_and_the_payment_is_captured_at_once() {
     let node = spawn_node().await;
