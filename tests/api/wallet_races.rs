@@ -229,10 +229,21 @@ impl<'a> Evg<'a> {
     }
 
     async fn request(&self, requester: &EvgUser, payor: &str, amount: &str) -> Answer {
+        self.request_with(requester, payor, amount, &rid("request"))
+            .await
+    }
+
+    async fn request_with(
+        &self,
+        requester: &EvgUser,
+        payor: &str,
+        amount: &str,
+        request_id: &str,
+    ) -> Answer {
         self.call(
             "request_payment",
             &json!({
-                "meta": self.meta(Some(&requester.token), &rid("request")),
+                "meta": self.meta(Some(&requester.token), request_id),
                 "payor": payor,
                 "amount": amount,
                 "request_description": "for the test",
@@ -697,6 +708,49 @@ async fn paying_rejecting_and_cancelling_one_request_at_once_lets_exactly_one_wi
     assert_eq!(ledger.transfers("payment").await, paid);
     assert_eq!(ledger.balance(&payor).await, 1000 - 7 * paid);
     assert_eq!(ledger.balance(&requester).await, 7 * paid);
+    ledger.close().await;
+    assert_ledger_balances(&node).await;
+}
+
+/// A requester who uses one request id for two payors makes two requests, each with a
+/// transaction id of its own that its payor can pay, and a retry to either names its own
+/// again. The id was once derived from the requester and the request id alone: the second
+/// request then broke the requests table's key, and failed its journal batch together with
+/// every other user's command in it.
+#[actix_web::test]
+async fn one_request_id_for_two_payors_makes_two_payable_requests() {
+    let node = spawn_node().await;
+    let evg = Evg::new(&node);
+    let requester = evg.register().await;
+    let payors = [evg.register().await, evg.register().await];
+    let id = rid("request");
+    let mut txs = Vec::new();
+    for payor in &payors {
+        evg.deposit_ok(payor, "100").await;
+        let answer = evg.request_with(&requester, &payor.evg_id, "7", &id).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        txs.push(answer.body["transaction_id"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(txs[0], txs[1], "two payors, two requests");
+    let ledger = Ledger::open(&node).await;
+    for (payor, tx) in payors.iter().zip(&txs) {
+        let again = evg.request_with(&requester, &payor.evg_id, "7", &id).await;
+        assert_eq!(again.body["transaction_id"].as_str(), Some(tx.as_str()));
+        assert_eq!(ledger.request_status(tx).await, "requested");
+        let paid = evg
+            .pay_with(
+                payor,
+                &requester.evg_id,
+                "7",
+                &rid("pay"),
+                "asked",
+                Some(tx),
+            )
+            .await;
+        assert_eq!(paid.outcome(), "success", "{paid:?}");
+        assert_eq!(ledger.request_status(tx).await, "completed");
+    }
+    assert_eq!(evg.balance(&requester).await, 14);
     ledger.close().await;
     assert_ledger_balances(&node).await;
 }

@@ -185,9 +185,15 @@ pub async fn request_payment(
         .await?
         .filter(|p| *p != me.user.id)
         .ok_or_else(|| EvgError::invalid("payor", "not a user you can request a payment from"))?;
-    // The transaction id derives from the caller and request id, so a retry names the same one.
-    let transaction_id =
-        fingerprint("request_payment_id", &(&me.user.id, &body.meta.request_id))[..32].to_owned();
+    // The transaction id derives from the caller, the request id and the payor: a retry names
+    // the same request, and one request id used for another payor cannot collide with it (the
+    // key below is kept in the payor's wallet, so only the payor tells the two apart; a
+    // collision would break the requests table's key and fail the whole journal batch).
+    let transaction_id = fingerprint(
+        "request_payment_id",
+        &(&me.user.id, &body.meta.request_id, &payor),
+    )[..32]
+        .to_owned();
     let key = (
         request_key(&body.meta, &me.user.id)?,
         fingerprint(
