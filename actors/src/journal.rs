@@ -8,7 +8,9 @@
 //! Only after a batch commits are its submissions acknowledged and its events handed to the
 //! [`EventSink`] (fanout). If it fails, every submission in it is failed and every actor
 //! incarnation with events in it is reset; later submissions of those incarnations are
-//! failed without being written, so nothing that depended on a lost change is kept.
+//! failed without being written, so nothing that depended on a lost change is kept. If the
+//! store refuses what it writes (a constraint), the batch is settled in halves instead, so that
+//! only the submissions refused on their own fail.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,6 +77,11 @@ pub enum CommitError {
     /// retried without them. Nothing was written.
     #[error("fenced: {0:?}")]
     Fenced(Vec<u64>),
+    /// The store refused what the batch writes (a key, check or exclusion constraint):
+    /// nothing was written, and a part of the batch without the offending submissions would
+    /// commit. The writer retries the batch in halves to find them (see `Writer::settle`).
+    #[error("refused: {0}")]
+    Refused(String),
     /// The transaction failed; nothing was written.
     #[error("{0}")]
     Failed(String),
@@ -357,6 +364,21 @@ where
         }
         match result {
             Ok(()) => self.release(live).await,
+            // One command's write that the store refuses must not fail every other command
+            // that happened to share its batch: those are other users' (and one client could
+            // otherwise fail them at will). So the halves are settled one after the other, in
+            // order, each split again while it is refused, until what is refused is single
+            // submissions, which alone fail. A half settled later first drops what an earlier
+            // half's failure doomed (the top of `settle`). It costs about two commits per
+            // level for each refused submission, and only when the store refuses: a batch
+            // that failed for any other reason (a lost connection, a timeout) would fail its
+            // halves as well, and fails whole at once.
+            Err(CommitError::Refused(error)) if live.len() > 1 => {
+                tracing::warn!(%error, submissions = live.len(), "journal batch refused; settling it in halves");
+                let later = live.split_off(live.len() / 2);
+                Box::pin(self.settle(live)).await;
+                Box::pin(self.settle(later)).await;
+            }
             Err(error) => {
                 tracing::error!(%error, submissions = live.len(), "journal batch failed");
                 self.fail(live, "the batch holding this change failed to commit");

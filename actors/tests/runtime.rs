@@ -318,6 +318,94 @@ async fn submissions_queued_behind_a_failed_batch_are_not_written() {
     assert_eq!(balance(&h.registry, "p").await, 1);
 }
 
+/// 3e. A submission the store refuses (a constraint its write breaks) fails alone. The batch
+///     is settled in halves: the commands that shared it commit, other entities' and the same
+///     entity's before it; what the refused incarnation submitted after it fails with it; and
+///     its actor is reset to what the store kept. One client's bad write cannot fail other
+///     users' commands.
+#[actix_rt::test]
+async fn a_refused_submission_fails_alone_and_its_batch_neighbours_commit() {
+    let h = default_harness();
+    assert!(ask(&h.registry, "r", Cmd::Deposit(1)).await.is_ok());
+    let loads_before = h.store.loads("r");
+
+    // A first batch held at the gate, so that everything sent next queues into one batch.
+    h.store.hold_commits();
+    let entered = h.store.entered_now();
+    let gate = send_plain(&h.registry, "z", Cmd::Deposit(1)).await;
+    handled(&h.registry, "z").await;
+    h.store.entered(entered + 1).await;
+    let mut neighbours = Vec::new();
+    for id in ["a", "b", "c", "d", "e", "f", "g"] {
+        neighbours.push(send_plain(&h.registry, id, Cmd::Deposit(7)).await);
+        handled(&h.registry, id).await;
+    }
+    let before = send_plain(&h.registry, "r", Cmd::Deposit(2)).await;
+    let refused = send_plain(&h.registry, "r", Cmd::Deposit(666)).await;
+    let after = send_plain(&h.registry, "r", Cmd::Deposit(3)).await;
+    handled(&h.registry, "r").await;
+    h.store.refuse_deposits_of(666);
+    h.store.release_commits();
+
+    assert_eq!(gate.answer().await, Ok(Reply::Balance(1)));
+    for neighbour in neighbours {
+        assert_eq!(neighbour.answer().await, Ok(Reply::Balance(7)));
+    }
+    assert_eq!(before.answer().await, Ok(Reply::Balance(3)));
+    assert!(is_not_stored(&refused.answer().await));
+    let after = after.answer().await;
+    assert!(
+        is_not_stored(&after),
+        "decided on top of the refused one: {after:?}"
+    );
+    assert_eq!(h.store.deposits("r"), vec![1, 2]);
+    for id in ["a", "b", "c", "d", "e", "f", "g"] {
+        assert_eq!(h.store.deposits(id), vec![7], "{id}");
+    }
+    within(10, h.journal.flush()).await.unwrap();
+    assert_eq!(
+        h.sink.events("r"),
+        h.store.events("r"),
+        "the sink saw commit order"
+    );
+    assert_eq!(balance(&h.registry, "r").await, 3);
+    assert_eq!(h.store.loads("r"), loads_before + 1, "the actor was reset");
+    assert_eq!(
+        ask(&h.registry, "r", Cmd::Deposit(100)).await,
+        Ok(Reply::Balance(103))
+    );
+}
+
+/// 3f. A batch that fails for any other reason is not retried in parts: every part would
+///     fail the same way (a lost connection), so it fails whole, in one attempt.
+#[actix_rt::test]
+async fn a_failed_batch_is_not_retried_in_parts() {
+    let h = default_harness();
+    h.store.hold_commits();
+    let entered = h.store.entered_now();
+    let gate = send_plain(&h.registry, "z", Cmd::Deposit(1)).await;
+    handled(&h.registry, "z").await;
+    h.store.entered(entered + 1).await;
+    let mut doomed = Vec::new();
+    for id in ["a", "b", "c", "d"] {
+        doomed.push(send_plain(&h.registry, id, Cmd::Deposit(7)).await);
+        handled(&h.registry, id).await;
+    }
+    let attempts = h.store.attempts();
+    // Two failures: the gate's batch, then the one batch of the four queued deposits. A
+    // retry in parts would be a third attempt, and would store them.
+    h.store.fail_next(2);
+    h.store.release_commits();
+    assert!(is_not_stored(&gate.answer().await));
+    for s in doomed {
+        assert!(is_not_stored(&s.answer().await));
+    }
+    assert_eq!(h.store.attempts(), attempts + 2);
+    for id in ["a", "b", "c", "d", "z"] {
+        assert!(h.store.events(id).is_empty(), "{id}");
+    }
+}
+
 /// 3d. Under repeated injected failures and concurrency, the store holds exactly the
 ///     acknowledged deposits, once each, and memory agrees with the store.
 #[actix_rt::test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use actors::journal::{CommitError, JournalStore, Submission};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
+use sqlx::error::ErrorKind;
 use sqlx::QueryBuilder;
 
 use super::bulk::Staged;
@@ -70,6 +71,9 @@ pub async fn raise_epoch(db: &Db, kind: &str, actor_id: &str) -> Result<i64, Sto
     Ok(epoch)
 }
 
+/// SQLite's primary result code for a constraint (its extended codes keep it in the low byte).
+const SQLITE_CONSTRAINT: i32 = 19;
+
 /// Actors whose epochs one statement reads on SQLite (two parameters each).
 const EPOCHS_PER_STATEMENT: usize = 10_000;
 
@@ -87,8 +91,38 @@ impl SqlJournal {
     }
 }
 
+/// A refusal when the database refused what the batch writes: a key, foreign key, not-null,
+/// check or exclusion constraint, or SQLite's overlap triggers (SQLSTATE class 23 on
+/// PostgreSQL, result code `SQLITE_CONSTRAINT` and its extended codes on SQLite), which would
+/// refuse the same submissions again. Anything else failed the batch as such (a lost
+/// connection, a timeout, an injected fault).
 fn failed(error: sqlx::Error) -> CommitError {
-    CommitError::Failed(error.to_string())
+    let refused = match &error {
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            matches!(
+                db.kind(),
+                ErrorKind::UniqueViolation
+                    | ErrorKind::ForeignKeyViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::CheckViolation
+            ) || (db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+                && code.as_deref().is_some_and(|code| code.starts_with("23")))
+                || (db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && code
+                        .as_deref()
+                        .and_then(|code| code.parse::<i32>().ok())
+                        .is_some_and(|code| code & 0xff == SQLITE_CONSTRAINT))
+        }
+        _ => false,
+    };
+    if refused {
+        CommitError::Refused(error.to_string())
+    } else {
+        CommitError::Failed(error.to_string())
+    }
 }
 
 #[async_trait]
@@ -301,5 +335,64 @@ mod tests {
         assert!(read
             .iter()
             .all(|(kind, id, epoch)| kind == "wallet" && ids.contains(id) && *epoch == 1));
+    }
+
+    /// What the database refuses for a constraint is a refusal, which the writer narrows down
+    /// by retrying the batch in halves; anything else fails the batch whole. Checked with the
+    /// engine's own errors: a key, a foreign key, a check and (PostgreSQL) an exclusion.
+    #[tokio::test]
+    async fn a_constraint_the_batch_breaks_is_a_refusal_and_nothing_else_is() {
+        let (_dir, db) = crate::store::test_db().await;
+        let refusals = [
+            "INSERT INTO actor_epochs (kind, actor_id, epoch) VALUES ('w', 'x', 1), ('w', 'x', 1)",
+            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ('s', 'nobody', 0, 1)",
+            "INSERT INTO ledger_accounts (owner_kind, owner_id, currency, balance, held) \
+             VALUES ('user', 'u', 'EVG', 0, 5)",
+        ];
+        for sql in refusals {
+            let error = on_db!(&db, pool => sqlx::query(sql).execute(pool).await.unwrap_err());
+            assert!(matches!(failed(error), CommitError::Refused(_)), "{sql}");
+        }
+        if let Db::Postgres(pool) = &db {
+            // One connection: a temporary table is its own.
+            let mut connection = pool.acquire().await.unwrap();
+            sqlx::query(
+                "CREATE TEMPORARY TABLE spans (r int4range, \
+                 EXCLUDE USING gist (r WITH &&))",
+            )
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+            let error = sqlx::query("INSERT INTO spans VALUES ('[1,5)'), ('[3,7)')")
+                .execute(&mut *connection)
+                .await
+                .unwrap_err();
+            assert!(matches!(failed(error), CommitError::Refused(_)));
+        }
+        if let Db::Sqlite(pool) = &db {
+            // A trigger's RAISE(ABORT), as the overlap fence raises it.
+            let mut connection = pool.acquire().await.unwrap();
+            for sql in [
+                "CREATE TEMPORARY TABLE spans (n INTEGER)",
+                "CREATE TEMPORARY TRIGGER spans_fence BEFORE INSERT ON spans \
+                 BEGIN SELECT RAISE(ABORT, 'fenced'); END",
+            ] {
+                sqlx::query(sql).execute(&mut *connection).await.unwrap();
+            }
+            let error = sqlx::query("INSERT INTO spans VALUES (1)")
+                .execute(&mut *connection)
+                .await
+                .unwrap_err();
+            assert!(matches!(failed(error), CommitError::Refused(_)));
+        }
+        let error = on_db!(&db, pool => sqlx::query("SELECT * FROM no_such_table")
+            .execute(pool)
+            .await
+            .unwrap_err());
+        assert!(matches!(failed(error), CommitError::Failed(_)));
+        assert!(matches!(
+            failed(sqlx::Error::PoolTimedOut),
+            CommitError::Failed(_)
+        ));
     }
 }

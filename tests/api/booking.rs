@@ -826,6 +826,97 @@ async fn a_failing_batch_books_nothing_and_the_store_fences_overlaps() {
     assert_eq!(reservation["checkOut"], json!(day(7)));
 }
 
+/// A write the database refuses fails alone. A stay the calendar accepts but the store's
+/// overlap fence refuses (a stay written straight into the database, behind the actor) fails,
+/// while deposits that other users send at the same moment, and that share its journal batch,
+/// all commit: the batch is settled in halves rather than failed whole. The calendar, reset,
+/// then knows the stay it had missed and refuses the overlap itself.
+#[actix_web::test]
+async fn a_stay_the_store_refuses_fails_alone_and_its_batch_neighbours_commit() {
+    let node = spawn_node().await;
+    let (host, guest) = (node.user().await, node.user().await);
+    let listing = listing(&node, &host, "instant", 100.0, "USD").await;
+    // The calendar is live, and then a stay of days 7 and 8 is written behind it.
+    booked(&node, &guest, &listing, 3, 1).await;
+    let db = node::store::Db::connect(&node.database_url, 1)
+        .await
+        .unwrap();
+    let from = node::store::stays::day_number(date(7));
+    let insert = "INSERT INTO reservations (id, listing_id, host_id, guest_id, approval_type, \
+        booking_status, check_in, check_out, night_from, night_to, holds_nights, currency, \
+        guest_count, total_price, dispute_status, booking_policies_snapshot, \
+        cancellation_policy_snapshot, payment_confirmation, created_at, updated_at) VALUES \
+        ('behind', $1, $2, $3, 'instant', 'pending', $4, $5, $6, $7, TRUE, 'USD', 1, 100, \
+        'none', '{}', '{}', 'pending', 0, 0)";
+    node::on_db!(&db, pool => sqlx::query(insert)
+        .bind(listing["id"].as_str().unwrap())
+        .bind(&host.id)
+        .bind(&guest.id)
+        .bind(day(7))
+        .bind(day(9))
+        .bind(from)
+        .bind(from + 2)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .unwrap());
+    db.close().await;
+
+    // Deposits in closed loops keep the journal busy, so that the refused stay queues behind
+    // a batch and shares the next one with some of them.
+    let mut depositors = Vec::new();
+    for _ in 0..16 {
+        depositors.push(node.user().await);
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let deposit_until_done = |user: &TestUser| {
+        let done = &done;
+        let node = &node;
+        let token = user.token.clone();
+        async move {
+            let mut answers = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Acquire) || answers.len() < 3 {
+                let body = json!({"meta": {"uuid": "stays", "client_version": "1.0",
+                    "request_id": uuid::Uuid::new_v4().to_string(), "evg_auth_token": token},
+                    "amount": "1"});
+                let (status, answer) =
+                    call(node, Method::POST, "/rest/v01/deposit", None, Some(&body)).await;
+                answers.push((status, answer["status"].clone()));
+            }
+            answers
+        }
+    };
+    let loops = futures_util::future::join_all(depositors.iter().map(deposit_until_done));
+    let refused = async {
+        // Once the loops are under way.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answer = reserve(&node, &guest, &stay(&listing, 7, 1)).await;
+        done.store(true, std::sync::atomic::Ordering::Release);
+        answer
+    };
+    let (answers, (status, body)) = futures_util::future::join(loops, refused).await;
+    assert!(status >= 500, "the store refused it: {status} {body}");
+    for (user, answers) in depositors.iter().zip(&answers) {
+        for (status, outcome) in answers {
+            assert_eq!(
+                (*status, outcome.as_str()),
+                (200, Some("success")),
+                "{answers:?}"
+            );
+        }
+        let count = answers.len().to_string();
+        assert_eq!(balances(&node, user).await, (count.clone(), count));
+    }
+    let (status, body) = reserve(&node, &guest, &stay(&listing, 7, 1)).await;
+    assert_eq!(status, 409, "the calendar now knows the stay: {body}");
+    // The refused stay left nothing behind (the row written behind the actor marks no
+    // calendar day of its own).
+    assert_eq!(
+        booked_nights(&node, &host, &listing).await,
+        [day(3)].into_iter().collect()
+    );
+}
+
 async fn next_event(client: &mut WsClient) -> (String, Event) {
     loop {
         match tokio::time::timeout(WAIT, client.recv_skipping_heartbeats())

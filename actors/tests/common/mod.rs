@@ -185,6 +185,9 @@ pub struct MemStore {
     fail_every: AtomicUsize,
     /// The next N loads fail.
     fail_loads: AtomicUsize,
+    /// A batch holding a deposit of this amount is refused as a constraint would refuse it
+    /// (zero: none is).
+    refused_deposit: AtomicUsize,
     commit_delay: Mutex<Duration>,
     /// Commits wait while this is false.
     commits_open: watch::Sender<bool>,
@@ -204,6 +207,7 @@ impl Default for MemStore {
             failing: std::sync::atomic::AtomicBool::new(false),
             fail_every: AtomicUsize::new(0),
             fail_loads: AtomicUsize::new(0),
+            refused_deposit: AtomicUsize::new(0),
             commit_delay: Mutex::new(Duration::ZERO),
             commits_open: watch::Sender::new(true),
             loads_open: watch::Sender::new(true),
@@ -229,6 +233,13 @@ impl MemStore {
 
     pub fn fail_every(&self, nth: usize) {
         self.fail_every.store(nth, Ordering::SeqCst);
+    }
+
+    /// Refuse every batch that holds a deposit of `amount`, as a constraint that one command
+    /// breaks would (`CommitError::Refused`).
+    pub fn refuse_deposits_of(&self, amount: u64) {
+        self.refused_deposit
+            .store(usize::try_from(amount).unwrap(), Ordering::SeqCst);
     }
 
     pub fn fail_loads(&self, loads: usize) {
@@ -356,6 +367,15 @@ impl JournalStore<Event> for MemStore {
         let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
         if self.should_fail(attempt) {
             return Err(CommitError::Failed("injected commit failure".into()));
+        }
+        let refused = self.refused_deposit.load(Ordering::SeqCst) as u64;
+        if refused > 0
+            && batch
+                .iter()
+                .flat_map(|s| &s.events)
+                .any(|event| *event == Event::Deposited(refused))
+        {
+            return Err(CommitError::Refused(format!("a deposit of {refused}")));
         }
         let mut data = self.data.lock().unwrap();
         // Fencing: refuse the whole transaction if any submission carries a stale epoch.
