@@ -86,7 +86,7 @@ impl Fanout {
             payee,
             Effect::Credit(Credit {
                 money: transfer.money,
-                version: *version,
+                version,
             }),
         );
     }
@@ -207,7 +207,7 @@ async fn publish_in_order(
                 match event {
                     DomainEvent::Wallet(Event::Feed(entry)) => pushes.push(Push {
                         topic: user_topic(&entry.user_id),
-                        seq: entry.seq.get().copied(),
+                        seq: entry.seq.get().and_then(|seq| u64::try_from(seq).ok()),
                         event: entry.event,
                     }),
                     DomainEvent::Conversation(event) => pushes.push(Push {

@@ -135,8 +135,8 @@ pub struct JournalSettings {
     pub batch_window: Duration,
     /// Most submissions waiting for the writer; a full queue answers `Busy`.
     pub queue_max: usize,
-    /// Longest one batch's commit may take before the writer gives up on it and fails its
-    /// submissions: a store that stops answering (a cut network drops packets silently)
+    /// Longest one commit may take (a batch's, or one part's of a refused batch) before the
+    /// writer gives up on it and fails its submissions: a store that stops answering (a cut network drops packets silently)
     /// fails commands instead of holding them, and every batch behind them, until TCP gives
     /// up. A batch given up on may still have committed (its COMMIT had gone out); its
     /// commands are failed all the same, which is safe: a retry with the same key gets the
@@ -154,6 +154,11 @@ impl Default for JournalSettings {
         }
     }
 }
+
+/// The most commits the writer spends settling the parts of one refused batch: enough to
+/// single out a few refused submissions in a full batch (each costs about two commits per
+/// halving, ten halvings for 1,024), not one commit per submission.
+const REFUSED_RETRIES_MAX: usize = 64;
 
 /// How many failed incarnations the writer remembers. Their stragglers arrive right after the
 /// failure (they were queued before the reset), so a short memory is enough.
@@ -331,6 +336,13 @@ where
 
     /// Commit one batch and release or fail its submissions.
     async fn settle(&mut self, batch: Vec<Submission<E>>) {
+        let mut retries = REFUSED_RETRIES_MAX;
+        self.settle_part(batch, &mut retries).await;
+    }
+
+    /// Commit one batch, or one part of a refused batch, with `retries` commits left for the
+    /// parts of the batch it came from.
+    async fn settle_part(&mut self, batch: Vec<Submission<E>>, retries: &mut usize) {
         let (mut live, doomed): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| {
             s.actor
                 .as_ref()
@@ -372,12 +384,16 @@ where
             // half's failure doomed (the top of `settle`). It costs about two commits per
             // level for each refused submission, and only when the store refuses: a batch
             // that failed for any other reason (a lost connection, a timeout) would fail its
-            // halves as well, and fails whole at once.
-            Err(CommitError::Refused(error)) if live.len() > 1 => {
+            // halves as well, and fails whole at once. The retries of one batch are bounded
+            // (`REFUSED_RETRIES_MAX`), so that a batch full of refusals cannot hold the writer,
+            // and every command queued behind it, for a commit per submission: past the bound,
+            // what is still refused fails whole, as any failed batch does.
+            Err(CommitError::Refused(error)) if live.len() > 1 && *retries >= 2 => {
                 tracing::warn!(%error, submissions = live.len(), "journal batch refused; settling it in halves");
+                *retries -= 2;
                 let later = live.split_off(live.len() / 2);
-                Box::pin(self.settle(live)).await;
-                Box::pin(self.settle(later)).await;
+                Box::pin(self.settle_part(live, retries)).await;
+                Box::pin(self.settle_part(later, retries)).await;
             }
             Err(error) => {
                 tracing::error!(%error, submissions = live.len(), "journal batch failed");

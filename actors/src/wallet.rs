@@ -11,7 +11,8 @@
 //! ([`Credit`]), skipping it if its state was loaded after the commit ([`Account::version`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,40 @@ impl TransferKind {
     }
 }
 
+/// A number the store assigns as it writes an event (a credit's account version, a feed
+/// entry's sequence number), read once the batch has committed. Every attempt at writing the
+/// event sets it again: a batch the store refused is settled again in parts, and the numbers
+/// a refused attempt assigned were never stored, so only the last attempt's count.
+pub struct Assigned(AtomicI64);
+
+/// What an [`Assigned`] holds before any attempt set it.
+const UNASSIGNED: i64 = i64::MIN;
+
+impl Default for Assigned {
+    fn default() -> Self {
+        Assigned(AtomicI64::new(UNASSIGNED))
+    }
+}
+
+impl Assigned {
+    /// Set (or set again) the number the store assigned.
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Release);
+    }
+
+    /// The number last assigned, if any.
+    pub fn get(&self) -> Option<i64> {
+        let value = self.0.load(Ordering::Acquire);
+        (value != UNASSIGNED).then_some(value)
+    }
+}
+
+impl std::fmt::Debug for Assigned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Assigned").field(&self.get()).finish()
+    }
+}
+
 /// A double-entry movement: `money` leaves `debit` and arrives at `credit`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Transfer {
@@ -92,10 +127,11 @@ pub struct Transfer {
     pub reference: Option<String>,
     pub description: Option<String>,
     pub at_ms: i64,
-    /// Filled in by the store at commit: the version of the credited account after this
-    /// transfer, which tells the payee's actor whether its loaded state already includes it.
+    /// Filled in by the store as it writes the transfer: the version of the credited account
+    /// after this transfer, which tells the payee's actor whether its loaded state already
+    /// includes it. Read after the commit.
     #[serde(skip)]
-    pub credit_version: Arc<OnceLock<i64>>,
+    pub credit_version: Arc<Assigned>,
 }
 
 /// Status of a payment request.
@@ -212,8 +248,9 @@ pub struct Wallet {
 pub struct FeedEntry {
     pub user_id: String,
     pub event: protocol::Event,
-    /// Assigned by the store at commit (per user, gap-free, in commit order).
-    pub seq: Arc<OnceLock<u64>>,
+    /// Assigned by the store as it writes the entry (per user, gap-free, in commit order).
+    /// Read after the commit.
+    pub seq: Arc<Assigned>,
 }
 
 impl FeedEntry {
@@ -221,7 +258,7 @@ impl FeedEntry {
         FeedEntry {
             user_id: user_id.to_owned(),
             event,
-            seq: Arc::new(OnceLock::new()),
+            seq: Arc::default(),
         }
     }
 }
@@ -509,7 +546,7 @@ impl Wallet {
             reference: p.request.clone(),
             description: p.description.clone(),
             at_ms: now_ms(),
-            credit_version: Arc::new(OnceLock::new()),
+            credit_version: Arc::default(),
         }
     }
 
@@ -524,7 +561,7 @@ impl Wallet {
             reference: None,
             description: None,
             at_ms: now_ms(),
-            credit_version: Arc::new(OnceLock::new()),
+            credit_version: Arc::default(),
         };
         self.accounts.entry(money.currency()).or_default().balance += money.minor();
         let events = vec![
@@ -552,7 +589,7 @@ impl Wallet {
             reference: None,
             description: None,
             at_ms: now_ms(),
-            credit_version: Arc::new(OnceLock::new()),
+            credit_version: Arc::default(),
         }));
         events.push(self.balance_event(money.currency()));
         self.done(events, Some(id))
@@ -737,7 +774,7 @@ impl Wallet {
             reference: hold.reference.clone(),
             description: None,
             at_ms: now_ms(),
-            credit_version: Arc::new(OnceLock::new()),
+            credit_version: Arc::default(),
         });
         let transfer_id = capture.as_ref().map(|t| t.id.clone());
         let events = vec![

@@ -376,6 +376,39 @@ async fn a_refused_submission_fails_alone_and_its_batch_neighbours_commit() {
     );
 }
 
+/// 3e'. The parts of one refused batch cost a bounded number of commits: a batch in which
+///     every submission is refused does not take a commit per submission (79 for these 40)
+///     while everything queued behind it waits. Past the bound, what is still refused fails.
+#[actix_rt::test]
+async fn a_batch_of_refusals_is_settled_in_a_bounded_number_of_commits() {
+    let h = default_harness();
+    h.store.hold_commits();
+    let entered = h.store.entered_now();
+    let gate = send_plain(&h.registry, "gate", Cmd::Deposit(1)).await;
+    handled(&h.registry, "gate").await;
+    h.store.entered(entered + 1).await;
+    let mut refused = Vec::new();
+    for n in 0..40 {
+        let id = format!("r{n}");
+        refused.push(send_plain(&h.registry, &id, Cmd::Deposit(666)).await);
+        handled(&h.registry, &id).await;
+    }
+    let attempts = h.store.attempts();
+    h.store.refuse_deposits_of(666);
+    h.store.release_commits();
+    assert_eq!(gate.answer().await, Ok(Reply::Balance(1)));
+    for answer in refused {
+        assert!(is_not_stored(&answer.answer().await));
+    }
+    let spent = h.store.attempts() - attempts;
+    // The gate's commit, the batch's first attempt, then at most 64 for its parts.
+    assert!((3..=66).contains(&spent), "{spent} commits");
+    assert_eq!(
+        ask(&h.registry, "r0", Cmd::Deposit(2)).await,
+        Ok(Reply::Balance(2))
+    );
+}
+
 /// 3f. A batch that fails for any other reason is not retried in parts: every part would
 ///     fail the same way (a lost connection), so it fails whole, in one attempt.
 #[actix_rt::test]

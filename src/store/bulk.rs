@@ -219,7 +219,7 @@ impl<'a> Staged<'a> {
         for (transfer, key @ (kind, id, currency), index) in &self.credits {
             let last = versions.get(&(*kind, *id, currency.code()));
             if let (Some(last), Some(moves)) = (last, self.accounts.get(key)) {
-                let _ = transfer
+                transfer
                     .credit_version
                     .set(last - (moves.count - 1 - index));
             }
@@ -269,7 +269,7 @@ impl<'a> Staged<'a> {
             )
             .await?;
         for ((entry, _, _), seq) in feed.iter().zip(seqs) {
-            let _ = entry.seq.set(u64::try_from(seq).unwrap_or_default());
+            entry.seq.set(seq);
         }
         Ok(())
     }
@@ -592,7 +592,7 @@ impl<'r> Rows<'r> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
-    use std::sync::{Arc, OnceLock};
+    use std::sync::Arc;
 
     use actors::money::Money;
     use actors::wallet::{Owner, SystemAccount, TransferKind};
@@ -612,7 +612,7 @@ mod tests {
             reference: None,
             description: None,
             at_ms: 1,
-            credit_version: Arc::new(OnceLock::new()),
+            credit_version: Arc::default(),
         }
     }
 
@@ -676,6 +676,46 @@ mod tests {
         .unwrap())
     }
 
+    /// An attempt that is rolled back (a batch the store refused) leaves no number behind: the
+    /// attempt that commits, with fewer events (the batch settled in parts), sets each number
+    /// again to what it stored. Here t2 was the second credit of u2 and second entry of u2's feed
+    /// in the refused attempt, and is the first of each in the one that commits.
+    #[tokio::test]
+    async fn the_attempt_that_commits_sets_the_numbers_a_refused_one_set() {
+        let (_dir, db) = store().await;
+        let transfers = [
+            transfer("t1", user("u1"), user("u2"), 10),
+            transfer("t2", user("u1"), user("u2"), 20),
+        ];
+        let feed = [
+            FeedEntry::new("u2", balance_event()),
+            FeedEntry::new("u2", balance_event()),
+        ];
+        let mut refused = Staged::default();
+        for (t, entry) in transfers.iter().zip(&feed) {
+            refused.transfer(t);
+            refused.feed(entry).unwrap();
+        }
+        on_db!(&db, pool => {
+            let mut tx = pool.begin().await.unwrap();
+            refused.flush(to_tx(&mut tx)).await.unwrap();
+            tx.rollback().await.unwrap();
+        });
+        assert_eq!(transfers[1].credit_version.get(), Some(2));
+        assert_eq!(feed[1].seq.get(), Some(2));
+
+        let mut again = Staged::default();
+        again.transfer(&transfers[1]);
+        again.feed(&feed[1]).unwrap();
+        flush(&db, &mut again).await.unwrap();
+        assert_eq!(transfers[1].credit_version.get(), Some(1));
+        assert_eq!(feed[1].seq.get(), Some(1));
+        assert_eq!(
+            accounts(&db).await,
+            [("u1".to_owned(), 80, 8), ("u2".to_owned(), 20, 1)]
+        );
+    }
+
     /// One flush must leave what the same events written one at a time would: the same
     /// balances and versions, each transfer holding the credited version of its own move, and
     /// each feed entry its own gap-free number.
@@ -706,7 +746,7 @@ mod tests {
         // debited twice and credited once (version 10).
         let versions: Vec<i64> = transfers
             .iter()
-            .map(|t| *t.credit_version.get().unwrap())
+            .map(|t| t.credit_version.get().unwrap())
             .collect();
         assert_eq!(versions, [1, 2, 3, 10]);
         assert_eq!(
@@ -717,7 +757,10 @@ mod tests {
                 ("u2".to_owned(), 34, 4)
             ]
         );
-        let seqs: Vec<u64> = feed.iter().map(|e| *e.seq.get().unwrap()).collect();
+        let seqs: Vec<u64> = feed
+            .iter()
+            .map(|e| u64::try_from(e.seq.get().unwrap()).unwrap())
+            .collect();
         assert_eq!(seqs, [1, 1, 2, 3, 2]);
         let stored: Vec<(String, i64)> = on_db!(&db, pool => {
             sqlx::query_as("SELECT user_id, seq FROM user_feed ORDER BY user_id, seq")
@@ -772,10 +815,11 @@ mod tests {
         flush(&db, &mut staged).await.unwrap();
         let n = i64::try_from(n).unwrap();
         assert_eq!(transfer_count(&db).await, n);
-        let last = transfers.last().map(|t| *t.credit_version.get().unwrap());
+        let last = transfers.last().map(|t| t.credit_version.get().unwrap());
         assert_eq!(last, Some(n));
         assert_eq!(
-            feed.last().map(|e| *e.seq.get().unwrap()),
+            feed.last()
+                .map(|e| u64::try_from(e.seq.get().unwrap()).unwrap()),
             u64::try_from(n).ok()
         );
         assert_eq!(

@@ -206,7 +206,7 @@ async fn insert_transfer(transfer: &Transfer, mut tx: Tx<'_>) -> Result<(), sqlx
     )
     .await?;
     let version = move_balance(&transfer.credit, money.currency(), money.minor(), tx).await?;
-    let _ = transfer.credit_version.set(version);
+    transfer.credit_version.set(version);
     Ok(())
 }
 
