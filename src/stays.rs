@@ -435,13 +435,9 @@ impl Stays {
                     wallet::Reply::Refused {
                         refusal: wallet::Refusal::UnknownHold,
                         ..
-                    } if stays::hold_status(&self.db, payment_ref).await?.as_deref()
-                        == Some("captured") =>
-                    {
-                        PaymentStep::Captured {
-                            payment_status: "captured".to_owned(),
-                        }
-                    }
+                    } if self.hold_captured(payment_ref).await? => PaymentStep::Captured {
+                        payment_status: "captured".to_owned(),
+                    },
                     wallet::Reply::Refused { refusal, .. } => PaymentStep::Failed {
                         payment_ref: None,
                         payment_status: wallet_refusal(&refusal).to_owned(),
@@ -472,6 +468,12 @@ impl Stays {
         }
     }
 
+    /// Whether the store says a wallet hold the wallet no longer knows was captured (rather
+    /// than voided): the money moved to the host.
+    async fn hold_captured(&self, hold_id: &str) -> Result<bool, StayError> {
+        Ok(stays::hold_status(&self.db, hold_id).await?.as_deref() == Some("captured"))
+    }
+
     async fn void(
         &self,
         reservation: &Reservation,
@@ -500,9 +502,7 @@ impl Stays {
                     wallet::Reply::Refused {
                         refusal: wallet::Refusal::UnknownHold,
                         ..
-                    } if stays::hold_status(&self.db, payment_ref).await?.as_deref()
-                        == Some("captured") =>
-                    {
+                    } if self.hold_captured(payment_ref).await? => {
                         return Ok(PaymentStep::Captured {
                             payment_status: "captured".to_owned(),
                         });

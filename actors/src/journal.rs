@@ -136,9 +136,9 @@ pub struct JournalSettings {
     /// Most submissions waiting for the writer; a full queue answers `Busy`.
     pub queue_max: usize,
     /// Longest one commit may take (a batch's, or one part's of a refused batch) before the
-    /// writer gives up on it and fails its submissions: a store that stops answering (a cut network drops packets silently)
-    /// fails commands instead of holding them, and every batch behind them, until TCP gives
-    /// up. A batch given up on may still have committed (its COMMIT had gone out); its
+    /// writer gives up on it and fails its submissions: a store that stops answering (a cut
+    /// network drops packets silently) fails commands instead of holding them, and every
+    /// batch behind them, until TCP gives up. A batch given up on may still have committed (its COMMIT had gone out); its
     /// commands are failed all the same, which is safe: a retry with the same key gets the
     /// stored answer, and every actor in it is reset and reloads what the store kept.
     pub commit_timeout: Duration,
@@ -381,7 +381,7 @@ where
             // otherwise fail them at will). So the halves are settled one after the other, in
             // order, each split again while it is refused, until what is refused is single
             // submissions, which alone fail. A half settled later first drops what an earlier
-            // half's failure doomed (the top of `settle`). It costs about two commits per
+            // half's failure doomed (the top of `settle_part`). It costs about two commits per
             // level for each refused submission, and only when the store refuses: a batch
             // that failed for any other reason (a lost connection, a timeout) would fail its
             // halves as well, and fails whole at once. The retries of one batch are bounded

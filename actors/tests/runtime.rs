@@ -291,12 +291,8 @@ async fn submissions_queued_behind_a_failed_batch_are_not_written() {
     assert!(ask(&h.registry, "p", Cmd::Deposit(1)).await.is_ok());
     assert!(ask(&h.registry, "q", Cmd::Deposit(1)).await.is_ok());
 
-    h.store.hold_commits();
-    let entered = h.store.entered_now();
-    let first = send_plain(&h.registry, "p", Cmd::Deposit(10)).await;
-    handled(&h.registry, "p").await;
-    // The batch holding the first deposit is now being committed (held at the gate) ...
-    h.store.entered(entered + 1).await;
+    // The batch holding the first deposit is being committed (held at the gate) ...
+    let first = held_at_the_gate(&h, "p", 10).await;
     // ... and these are queued behind it: a deposit that was decided on top of the first one,
     // and a deposit of another entity.
     let second = send_plain(&h.registry, "p", Cmd::Deposit(20)).await;
@@ -330,15 +326,10 @@ async fn a_refused_submission_fails_alone_and_its_batch_neighbours_commit() {
     let loads_before = h.store.loads("r");
 
     // A first batch held at the gate, so that everything sent next queues into one batch.
-    h.store.hold_commits();
-    let entered = h.store.entered_now();
-    let gate = send_plain(&h.registry, "z", Cmd::Deposit(1)).await;
-    handled(&h.registry, "z").await;
-    h.store.entered(entered + 1).await;
+    let gate = held_at_the_gate(&h, "z", 1).await;
     let mut neighbours = Vec::new();
     for id in ["a", "b", "c", "d", "e", "f", "g"] {
-        neighbours.push(send_plain(&h.registry, id, Cmd::Deposit(7)).await);
-        handled(&h.registry, id).await;
+        neighbours.push(queued(&h.registry, id, 7).await);
     }
     let before = send_plain(&h.registry, "r", Cmd::Deposit(2)).await;
     let refused = send_plain(&h.registry, "r", Cmd::Deposit(666)).await;
@@ -382,16 +373,10 @@ async fn a_refused_submission_fails_alone_and_its_batch_neighbours_commit() {
 #[actix_rt::test]
 async fn a_batch_of_refusals_is_settled_in_a_bounded_number_of_commits() {
     let h = default_harness();
-    h.store.hold_commits();
-    let entered = h.store.entered_now();
-    let gate = send_plain(&h.registry, "gate", Cmd::Deposit(1)).await;
-    handled(&h.registry, "gate").await;
-    h.store.entered(entered + 1).await;
+    let gate = held_at_the_gate(&h, "gate", 1).await;
     let mut refused = Vec::new();
     for n in 0..40 {
-        let id = format!("r{n}");
-        refused.push(send_plain(&h.registry, &id, Cmd::Deposit(666)).await);
-        handled(&h.registry, &id).await;
+        refused.push(queued(&h.registry, &format!("r{n}"), 666).await);
     }
     let attempts = h.store.attempts();
     h.store.refuse_deposits_of(666);
@@ -414,15 +399,10 @@ async fn a_batch_of_refusals_is_settled_in_a_bounded_number_of_commits() {
 #[actix_rt::test]
 async fn a_failed_batch_is_not_retried_in_parts() {
     let h = default_harness();
-    h.store.hold_commits();
-    let entered = h.store.entered_now();
-    let gate = send_plain(&h.registry, "z", Cmd::Deposit(1)).await;
-    handled(&h.registry, "z").await;
-    h.store.entered(entered + 1).await;
+    let gate = held_at_the_gate(&h, "z", 1).await;
     let mut doomed = Vec::new();
     for id in ["a", "b", "c", "d"] {
-        doomed.push(send_plain(&h.registry, id, Cmd::Deposit(7)).await);
-        handled(&h.registry, id).await;
+        doomed.push(queued(&h.registry, id, 7).await);
     }
     let attempts = h.store.attempts();
     // Two failures: the gate's batch, then the one batch of the four queued deposits. A

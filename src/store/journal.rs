@@ -11,7 +11,6 @@ use std::sync::Arc;
 use actors::journal::{CommitError, JournalStore, Submission};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
-use sqlx::error::ErrorKind;
 use sqlx::QueryBuilder;
 
 use super::bulk::Staged;
@@ -98,24 +97,16 @@ impl SqlJournal {
 /// connection, a timeout, an injected fault).
 fn failed(error: sqlx::Error) -> CommitError {
     let refused = match &error {
-        sqlx::Error::Database(db) => {
-            let code = db.code();
-            matches!(
-                db.kind(),
-                ErrorKind::UniqueViolation
-                    | ErrorKind::ForeignKeyViolation
-                    | ErrorKind::NotNullViolation
-                    | ErrorKind::CheckViolation
-            ) || (db
-                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                .is_some()
-                && code.as_deref().is_some_and(|code| code.starts_with("23")))
-                || (db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                    && code
-                        .as_deref()
-                        .and_then(|code| code.parse::<i32>().ok())
-                        .is_some_and(|code| code & 0xff == SQLITE_CONSTRAINT))
-        }
+        sqlx::Error::Database(db) => match (
+            db.code(),
+            db.try_downcast_ref::<sqlx::sqlite::SqliteError>(),
+        ) {
+            (Some(code), None) => code.starts_with("23"),
+            (Some(code), Some(_)) => code
+                .parse::<i32>()
+                .is_ok_and(|code| code & 0xff == SQLITE_CONSTRAINT),
+            (None, _) => false,
+        },
         _ => false,
     };
     if refused {

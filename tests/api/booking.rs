@@ -774,6 +774,43 @@ async fn minimum_and_maximum_stays_and_blocked_days_are_enforced() {
     assert_eq!(status, 201, "{answer}");
 }
 
+/// Write a stay of `nights` nights from `from` days ahead straight into the database, behind
+/// the listing's calendar actor, which does not see it until it reloads.
+async fn insert_behind_the_calendar(
+    node: &TestNode,
+    listing: &Value,
+    host: &TestUser,
+    guest: &TestUser,
+    id: &str,
+    from: u64,
+    nights: u64,
+) -> Result<(), sqlx::Error> {
+    let db = node::store::Db::connect(&node.database_url, 1)
+        .await
+        .unwrap();
+    let night = node::store::stays::day_number(date(from));
+    let insert = "INSERT INTO reservations (id, listing_id, host_id, guest_id, approval_type, \
+        booking_status, check_in, check_out, night_from, night_to, holds_nights, currency, \
+        guest_count, total_price, dispute_status, booking_policies_snapshot, \
+        cancellation_policy_snapshot, payment_confirmation, created_at, updated_at) VALUES \
+        ($1, $2, $3, $4, 'instant', 'pending', $5, $6, $7, $8, TRUE, 'USD', 1, 100, 'none', \
+        '{}', '{}', 'pending', 0, 0)";
+    let result = node::on_db!(&db, pool => sqlx::query(insert)
+        .bind(id)
+        .bind(listing["id"].as_str().unwrap())
+        .bind(&host.id)
+        .bind(&guest.id)
+        .bind(day(from))
+        .bind(day(from + nights))
+        .bind(night)
+        .bind(night + i64::try_from(nights).unwrap())
+        .execute(pool)
+        .await
+        .map(|_| ()));
+    db.close().await;
+    result
+}
+
 #[actix_web::test]
 async fn a_failing_batch_books_nothing_and_the_store_fences_overlaps() {
     let node = spawn_node().await;
@@ -790,38 +827,11 @@ async fn a_failing_batch_books_nothing_and_the_store_fences_overlaps() {
     assert_eq!(booked_nights(&node, &host, &listing).await.len(), 2);
 
     // Behind the actor, the database itself refuses an overlapping stay.
-    let db = node::store::Db::connect(&node.database_url, 1)
-        .await
-        .unwrap();
-    let from = node::store::stays::day_number(date(6));
-    let insert = "INSERT INTO reservations (id, listing_id, host_id, guest_id, approval_type, \
-        booking_status, check_in, check_out, night_from, night_to, holds_nights, currency, \
-        guest_count, total_price, dispute_status, booking_policies_snapshot, \
-        cancellation_policy_snapshot, payment_confirmation, created_at, updated_at) VALUES \
-        ($1, $2, $3, $4, 'instant', 'pending', 'x', 'y', $5, $6, TRUE, 'USD', 1, 100, 'none', \
-        '{}', '{}', 'pending', 0, 0)";
-    let result = node::on_db!(&db, pool => sqlx::query(insert)
-        .bind("intruder")
-        .bind(listing["id"].as_str().unwrap())
-        .bind(&host.id)
-        .bind(&guest.id)
-        .bind(from)
-        .bind(from + 1)
-        .execute(pool)
-        .await
-        .map(|_| ()));
+    let result = insert_behind_the_calendar(&node, &listing, &host, &guest, "intruder", 6, 1).await;
     assert!(result.is_err(), "the overlap fence refused it");
     // A stay that does not overlap passes the fence.
-    let result = node::on_db!(&db, pool => sqlx::query(insert)
-        .bind("neighbour")
-        .bind(listing["id"].as_str().unwrap())
-        .bind(&host.id)
-        .bind(&guest.id)
-        .bind(from + 1)
-        .bind(from + 3)
-        .execute(pool)
-        .await
-        .map(|_| ()));
+    let result =
+        insert_behind_the_calendar(&node, &listing, &host, &guest, "neighbour", 7, 2).await;
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(reservation["checkOut"], json!(day(7)));
 }
@@ -838,29 +848,9 @@ async fn a_stay_the_store_refuses_fails_alone_and_its_batch_neighbours_commit() 
     let listing = listing(&node, &host, "instant", 100.0, "USD").await;
     // The calendar is live, and then a stay of days 7 and 8 is written behind it.
     booked(&node, &guest, &listing, 3, 1).await;
-    let db = node::store::Db::connect(&node.database_url, 1)
+    insert_behind_the_calendar(&node, &listing, &host, &guest, "behind", 7, 2)
         .await
         .unwrap();
-    let from = node::store::stays::day_number(date(7));
-    let insert = "INSERT INTO reservations (id, listing_id, host_id, guest_id, approval_type, \
-        booking_status, check_in, check_out, night_from, night_to, holds_nights, currency, \
-        guest_count, total_price, dispute_status, booking_policies_snapshot, \
-        cancellation_policy_snapshot, payment_confirmation, created_at, updated_at) VALUES \
-        ('behind', $1, $2, $3, 'instant', 'pending', $4, $5, $6, $7, TRUE, 'USD', 1, 100, \
-        'none', '{}', '{}', 'pending', 0, 0)";
-    node::on_db!(&db, pool => sqlx::query(insert)
-        .bind(listing["id"].as_str().unwrap())
-        .bind(&host.id)
-        .bind(&guest.id)
-        .bind(day(7))
-        .bind(day(9))
-        .bind(from)
-        .bind(from + 2)
-        .execute(pool)
-        .await
-        .map(|_| ())
-        .unwrap());
-    db.close().await;
 
     // Deposits in closed loops keep the journal busy, so that the refused stay queues behind
     // a batch and shares the next one with some of them.

@@ -643,6 +643,24 @@ pub async fn handled(registry: &AccountRegistry, id: &str) {
     drop(sent);
 }
 
+/// Send a deposit and wait until the actor has handled it (its submission is in the journal's
+/// queue).
+pub async fn queued<'a>(registry: &'a AccountRegistry, id: &str, amount: u64) -> Sent<'a> {
+    let sent = send_plain(registry, id, Cmd::Deposit(amount)).await;
+    handled(registry, id).await;
+    sent
+}
+
+/// Hold commits and put a batch holding a deposit of `id` at the commit gate: what is sent
+/// next queues behind it, and is taken as one batch once the commits are released.
+pub async fn held_at_the_gate<'a>(h: &'a Harness, id: &str, amount: u64) -> Sent<'a> {
+    h.store.hold_commits();
+    let entered = h.store.entered_now();
+    let sent = queued(&h.registry, id, amount).await;
+    h.store.entered(entered + 1).await;
+    sent
+}
+
 pub fn is_not_stored(answer: &Answer) -> bool {
     matches!(answer, Err(ActorError::NotStored(_)))
 }
