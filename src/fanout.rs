@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use actors::journal::{Committed, EventSink};
+use actors::journal::{Committed, EventSink, Submission};
 use actors::registry::Registry;
 use actors::wallet::{Credit, Effect, Event, Owner, Transfer, Wallet};
 use actors::DomainEvent;
@@ -154,14 +154,29 @@ impl EventSink<DomainEvent> for Fanout {
     /// Credits reach the payees' live wallets before the payors are answered.
     fn applied(&self, batch: &[Committed<DomainEvent>]) {
         for committed in batch {
-            for event in &committed.events {
-                if let DomainEvent::Wallet(Event::Transferred(transfer))
-                | DomainEvent::Wallet(Event::HoldSettled {
-                    capture: Some(transfer),
-                    ..
-                }) = event
-                {
-                    self.credit(transfer, &committed.actor.id);
+            for transfer in committed.events.iter().filter_map(credited) {
+                self.credit(transfer, &committed.actor.id);
+            }
+        }
+    }
+
+    /// A batch that may have committed: the payees it credits reload their wallets from the
+    /// store, which alone knows whether the credit is there (their memory has not got it, and
+    /// a credit applied here could be one that never happened). Nothing is published: what
+    /// did commit is read back from the store (history, feeds, resume), not pushed.
+    fn unconfirmed(&self, batch: &[Submission<DomainEvent>]) {
+        let Some(wallets) = self.wallets.get() else {
+            return;
+        };
+        for submission in batch {
+            let Some(actor) = &submission.actor else {
+                continue;
+            };
+            for transfer in submission.events.iter().filter_map(credited) {
+                if let Owner::User(payee) = &transfer.credit {
+                    if *payee != actor.id {
+                        wallets.reset_if_live(payee);
+                    }
                 }
             }
         }
@@ -178,6 +193,18 @@ impl EventSink<DomainEvent> for Fanout {
         {
             tracing::error!("the publishing task has stopped; a committed batch is not pushed");
         }
+    }
+}
+
+/// The transfer an event makes, if it credits an account.
+fn credited(event: &DomainEvent) -> Option<&Transfer> {
+    match event {
+        DomainEvent::Wallet(Event::Transferred(transfer))
+        | DomainEvent::Wallet(Event::HoldSettled {
+            capture: Some(transfer),
+            ..
+        }) => Some(transfer),
+        _ => None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! flush the journal.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ use crate::conversations::Conversations;
 use crate::fanout::Fanout;
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifier};
-use crate::store::journal::SqlJournal;
+use crate::store::journal::{JournalFaults, SqlJournal};
 use crate::store::Db;
 use crate::wallets::Wallets;
 use crate::ws::{self, Gateway};
@@ -50,13 +50,19 @@ impl ShutdownHandle {
 
 /// Injects journal failures into a running node.
 #[derive(Clone)]
-pub struct Faults(Arc<AtomicU32>);
+pub struct Faults(Arc<JournalFaults>);
 
 impl Faults {
     /// The next `n` journal batches write everything and then roll back, as a failing commit
     /// would.
     pub fn fail_next_batches(&self, n: u32) {
-        self.0.store(n, Ordering::Release);
+        self.0.fail_next.store(n, Ordering::Release);
+    }
+
+    /// The next `n` journal batches commit, and the writer is told that their commit was not
+    /// confirmed, as when the connection breaks while the database answers COMMIT.
+    pub fn unconfirm_next_batches(&self, n: u32) {
+        self.0.unconfirm_next.store(n, Ordering::Release);
     }
 }
 
@@ -70,7 +76,7 @@ pub struct Application {
     /// The journal's sink: publishes what commits (`Fanout::flush` at shutdown).
     fanout: Arc<Fanout>,
     arbiters: ArbiterPool,
-    fail_next: Arc<AtomicU32>,
+    faults: Arc<JournalFaults>,
     stop: CancellationToken,
 }
 
@@ -104,7 +110,7 @@ impl Application {
         };
         tracing::info!(backend = bus.backend(), "bus ready");
         let metrics = Arc::new(Metrics::new());
-        let fail_next = Arc::new(AtomicU32::new(0));
+        let faults = Arc::new(JournalFaults::default());
         let fanout = Arc::new(Fanout::new(Arc::clone(&bus)));
         let (journal, writer) = start_journal(
             JournalSettings {
@@ -114,7 +120,7 @@ impl Application {
                 commit_timeout: settings.journal_commit_timeout(),
             },
             &db,
-            Arc::clone(&fail_next),
+            Arc::clone(&faults),
             Arc::clone(&fanout),
             Arc::clone(&metrics),
         )
@@ -200,7 +206,7 @@ impl Application {
             writer,
             fanout,
             arbiters,
-            fail_next,
+            faults,
             stop: CancellationToken::new(),
         })
     }
@@ -215,7 +221,7 @@ impl Application {
 
     /// The fault injector of this node's journal, for tests of the durability contract.
     pub fn faults(&self) -> Faults {
-        Faults(Arc::clone(&self.fail_next))
+        Faults(Arc::clone(&self.faults))
     }
 
     /// Serve until SIGINT/SIGTERM or the shutdown handle, then shut down in order.
@@ -311,7 +317,7 @@ struct JournalThread {
 async fn start_journal(
     settings: JournalSettings,
     db: &Db,
-    fail_next: Arc<AtomicU32>,
+    faults: Arc<JournalFaults>,
     sink: Arc<Fanout>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(JournalHandle<DomainEvent>, JournalThread)> {
@@ -347,7 +353,7 @@ async fn start_journal(
                         return;
                     }
                 };
-                let store = Arc::new(SqlJournal::new(own.clone(), fail_next));
+                let store = Arc::new(SqlJournal::new(own.clone(), faults));
                 let (handle, mut task) = spawn_writer(settings, store, sink, metrics);
                 if ready_tx.send(Ok(handle)).is_ok() {
                     tokio::select! {

@@ -9,6 +9,11 @@ pub enum ActorError {
     /// The batch holding the command's events failed to commit. Nothing was applied.
     #[error("not stored: {0}")]
     NotStored(String),
+    /// The batch holding the command's events went to the store, which did not confirm it (the
+    /// commit timed out, or the connection broke during it): it may have been applied or not.
+    /// A retry with the same idempotency key answers which, and does not apply it twice.
+    #[error("unconfirmed: {0}")]
+    Unconfirmed(String),
     /// The actor could not be activated (its state failed to load).
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -24,9 +29,10 @@ impl ActorError {
     /// How long a client should wait before retrying, where retrying makes sense.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ActorError::Busy(_) | ActorError::Unavailable(_) | ActorError::NotStored(_) => {
-                Some(Duration::from_secs(1))
-            }
+            ActorError::Busy(_)
+            | ActorError::Unavailable(_)
+            | ActorError::NotStored(_)
+            | ActorError::Unconfirmed(_) => Some(Duration::from_secs(1)),
             ActorError::KeyReused | ActorError::ShuttingDown => None,
         }
     }

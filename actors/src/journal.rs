@@ -10,7 +10,10 @@
 //! incarnation with events in it is reset; later submissions of those incarnations are
 //! failed without being written, so nothing that depended on a lost change is kept. If the
 //! store refuses what it writes (a constraint), the batch is settled in halves instead, so that
-//! only the submissions refused on their own fail.
+//! only the submissions refused on their own fail. If the store cannot say whether the batch
+//! committed (its commit timed out, or the connection broke during it), the batch fails as
+//! unconfirmed: its callers are told the outcome is unknown, and the [`EventSink`] reloads what
+//! it would have applied to other entities.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,6 +88,10 @@ pub enum CommitError {
     /// The transaction failed; nothing was written.
     #[error("{0}")]
     Failed(String),
+    /// The commit was sent and no answer came (it timed out, or the connection broke): the
+    /// batch may have been written or not, and only the store knows which.
+    #[error("unconfirmed: {0}")]
+    Unconfirmed(String),
 }
 
 /// Durable storage for batches. One call is one transaction: all of it or nothing.
@@ -105,6 +112,13 @@ pub trait EventSink<E>: Send + Sync + 'static {
 
     /// Called with each committed batch after its callers were answered (publishing pushes).
     async fn committed(&self, batch: Vec<Committed<E>>);
+
+    /// Called with a batch whose commit the store did not confirm ([`CommitError::Unconfirmed`]),
+    /// before its callers are failed. It may have committed, so what [`EventSink::applied`] would
+    /// have handed to other entities' live actors may be in the store and not in their memory:
+    /// those actors must reload (the batch's own submitters are reset by the writer). Must not
+    /// block.
+    fn unconfirmed(&self, _batch: &[Submission<E>]) {}
 }
 
 /// A sink that drops everything.
@@ -138,9 +152,10 @@ pub struct JournalSettings {
     /// Longest one commit may take (a batch's, or one part's of a refused batch) before the
     /// writer gives up on it and fails its submissions: a store that stops answering (a cut
     /// network drops packets silently) fails commands instead of holding them, and every
-    /// batch behind them, until TCP gives up. A batch given up on may still have committed (its COMMIT had gone out); its
-    /// commands are failed all the same, which is safe: a retry with the same key gets the
-    /// stored answer, and every actor in it is reset and reloads what the store kept.
+    /// batch behind them, until TCP gives up. A batch given up on may still have committed
+    /// (its COMMIT had gone out), so its commands fail as unconfirmed
+    /// ([`ActorError::Unconfirmed`]): a retry with the same key gets the stored answer, and
+    /// every actor it touched is reset and reloads what the store kept.
     pub commit_timeout: Duration,
 }
 
@@ -370,7 +385,10 @@ where
                     .as_ref()
                     .is_none_or(|a| !fenced.contains(&a.incarnation))
             });
-            self.fail(stale, "this entity is now owned by a newer activation");
+            self.fail(
+                stale,
+                &ActorError::NotStored("this entity is now owned by a newer activation".into()),
+            );
             live = kept;
             result = self.commit(&live).await;
         }
@@ -395,9 +413,25 @@ where
                 Box::pin(self.settle_part(live, retries)).await;
                 Box::pin(self.settle_part(later, retries)).await;
             }
+            // It may have committed: the callers hear that the outcome is unknown (a retry with
+            // the same key learns it from the store), and every actor the batch touched reloads,
+            // as the failed batch's submitters do: the sink resets the others.
+            Err(CommitError::Unconfirmed(error)) => {
+                tracing::error!(%error, submissions = live.len(), "journal batch unconfirmed");
+                self.sink.unconfirmed(&live);
+                self.fail(
+                    live,
+                    &ActorError::Unconfirmed(
+                        "the store did not confirm the batch holding this change".into(),
+                    ),
+                );
+            }
             Err(error) => {
                 tracing::error!(%error, submissions = live.len(), "journal batch failed");
-                self.fail(live, "the batch holding this change failed to commit");
+                self.fail(
+                    live,
+                    &ActorError::NotStored("the batch holding this change failed to commit".into()),
+                );
             }
         }
     }
@@ -407,7 +441,8 @@ where
         let deadline = self.settings.commit_timeout;
         let result = match tokio::time::timeout(deadline, self.store.commit(batch)).await {
             Ok(result) => result,
-            Err(_) => Err(CommitError::Failed(format!(
+            // The store's future is dropped mid-way: whatever it had sent may still commit.
+            Err(_) => Err(CommitError::Unconfirmed(format!(
                 "the batch's commit took longer than {deadline:?}"
             ))),
         };
@@ -442,7 +477,7 @@ where
         }
     }
 
-    fn fail(&mut self, batch: Vec<Submission<E>>, why: &str) {
+    fn fail(&mut self, batch: Vec<Submission<E>>, error: &ActorError) {
         for submission in batch {
             if let (Some(actor), Some(reset)) = (&submission.actor, &submission.reset) {
                 if self.poisoned.insert(actor.incarnation) {
@@ -450,7 +485,7 @@ where
                     reset(actor.incarnation);
                 }
             }
-            (submission.completion)(Err(ActorError::NotStored(why.to_owned())));
+            (submission.completion)(Err(error.clone()));
         }
         while self.poisoned_order.len() > POISONED_REMEMBERED_MAX {
             if let Some(old) = self.poisoned_order.pop_front() {

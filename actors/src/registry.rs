@@ -125,6 +125,8 @@ where
     /// bounds the mailbox with it: actix's own capacity is per sender, and every `ask` sends
     /// through a fresh clone of the address, so actix alone never answers "full".
     queued: Arc<AtomicUsize>,
+    /// The actor's reset flag (see `EntityActor::reset`).
+    reset: Arc<AtomicBool>,
 }
 
 struct Inner<A: Entity, E: Send + Sync + 'static>
@@ -265,6 +267,18 @@ where
         }
     }
 
+    /// Stop the entity's live actor, if any, as a failed batch stops its submitters: its memory
+    /// may lack a change that only the store knows about (a credit in a batch whose commit was
+    /// not confirmed). Commands in its mailbox, and every later one, go to a fresh incarnation,
+    /// which loads the entity from the store; what the old one has in flight settles as usual.
+    pub fn reset_if_live(&self, id: &A::Id) {
+        if let Some((_, slot)) = self.inner.actors.remove(id) {
+            slot.reset.store(true, Ordering::Release);
+            self.inner.stats.resets.fetch_add(1, Ordering::Relaxed);
+            slot.addr.do_send(ResetNow);
+        }
+    }
+
     async fn stored_reply(
         &self,
         id: &A::Id,
@@ -292,6 +306,7 @@ where
         let entry = self.inner.actors.entry(id.clone()).or_insert_with(|| {
             let incarnation = NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed);
             let queued = Arc::new(AtomicUsize::new(0));
+            let reset = Arc::new(AtomicBool::new(false));
             let actor = EntityActor::<A, E> {
                 id: id.clone(),
                 state: None,
@@ -302,7 +317,7 @@ where
                 last_active: Instant::now(),
                 keys: SeenKeys::new(self.inner.settings.keys_remembered_max),
                 queued: Arc::clone(&queued),
-                reset: Arc::new(AtomicBool::new(false)),
+                reset: Arc::clone(&reset),
             };
             let capacity = self.inner.settings.mailbox_capacity;
             let arbiter = self.inner.pool.pick(id);
@@ -315,6 +330,7 @@ where
                 addr,
                 incarnation,
                 queued,
+                reset,
             }
         });
         (

@@ -76,17 +76,35 @@ const SQLITE_CONSTRAINT: i32 = 19;
 /// Actors whose epochs one statement reads on SQLite (two parameters each).
 const EPOCHS_PER_STATEMENT: usize = 10_000;
 
+/// Faults to inject into the journal's next batches, for tests of the durability contract
+/// (`startup::Faults`). Both are zero in normal operation.
+#[derive(Debug, Default)]
+pub struct JournalFaults {
+    /// Batches that write everything and then roll back, as a failing commit would.
+    pub fail_next: AtomicU32,
+    /// Batches that commit and then report that the commit was not confirmed, as a connection
+    /// that broke while COMMIT was answered would.
+    pub unconfirm_next: AtomicU32,
+}
+
+impl JournalFaults {
+    /// Whether this batch is one of the next `n` of `counter`, counting it down.
+    fn take(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 /// The journal store over the node's database.
 pub struct SqlJournal {
     db: Db,
-    /// Batches still to fail on purpose: a fault injector for tests of the durability
-    /// contract (see `Application::fail_next_batches`). Zero in normal operation.
-    fail_next: Arc<AtomicU32>,
+    faults: Arc<JournalFaults>,
 }
 
 impl SqlJournal {
-    pub fn new(db: Db, fail_next: Arc<AtomicU32>) -> Self {
-        SqlJournal { db, fail_next }
+    pub fn new(db: Db, faults: Arc<JournalFaults>) -> Self {
+        SqlJournal { db, faults }
     }
 }
 
@@ -133,10 +151,8 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
                 .push(actor.incarnation);
         }
         let keys: Vec<(&str, &str)> = epochs.keys().copied().collect();
-        let injected = self
-            .fail_next
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok();
+        let injected = JournalFaults::take(&self.faults.fail_next);
+        let unconfirmed = !injected && JournalFaults::take(&self.faults.unconfirm_next);
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(failed)?;
             let rows = tx.read_epochs(&keys).await.map_err(failed)?;
@@ -173,8 +189,19 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
                 tx.rollback().await.map_err(failed)?;
                 return Err(CommitError::Failed("injected fault".into()));
             }
-            tx.commit().await.map_err(failed)?;
+            // A COMMIT that fails for any reason but a deferred constraint may have been
+            // applied: the connection can break after the server committed and before its
+            // answer arrived.
+            tx.commit().await.map_err(|error| match failed(error) {
+                CommitError::Failed(why) => CommitError::Unconfirmed(why),
+                other => other,
+            })?;
         });
+        if unconfirmed {
+            return Err(CommitError::Unconfirmed(
+                "injected: the commit's answer was lost".into(),
+            ));
+        }
         Ok(())
     }
 }

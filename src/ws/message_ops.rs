@@ -50,6 +50,10 @@ pub(super) fn failed(id: Option<String>, failure: &MsgError) -> ServerFrame {
             ErrorCode::BadRequest,
             "id: already used for a different message",
         ),
+        MsgError::Actor(unconfirmed @ actors::ActorError::Unconfirmed(_)) => {
+            tracing::error!(error = %unconfirmed, "a conversation op was not confirmed");
+            super::wallet_ops::unconfirmed(id)
+        }
         MsgError::Actor(other) => {
             tracing::error!(error = %other, "a conversation op failed");
             error(

@@ -401,7 +401,22 @@ fn actor_error(id: Option<String>, error: &ActorError) -> ServerFrame {
             tracing::error!(%error, "a wallet op was not stored");
             internal(id)
         }
+        ActorError::Unconfirmed(_) => {
+            tracing::error!(%error, "a wallet op was not confirmed");
+            unconfirmed(id)
+        }
     }
+}
+
+/// The answer to an op whose change the database did not confirm (shared with conversation
+/// ops).
+pub(super) fn unconfirmed(id: Option<String>) -> ServerFrame {
+    error_frame(
+        id,
+        ErrorCode::Internal,
+        "the outcome is not known: the change may have been applied; retry with the same id \
+         to learn it",
+    )
 }
 
 fn internal(id: Option<String>) -> ServerFrame {

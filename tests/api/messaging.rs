@@ -573,6 +573,59 @@ async fn a_retried_post_is_stored_and_delivered_once() {
     );
 }
 
+/// A post whose commit the database did not confirm is answered as of unknown outcome (not
+/// "nothing was changed"), and its retry with the same Idempotency-Key answers the message as
+/// stored: the thread holds it once, and the next post follows it.
+#[actix_web::test]
+async fn a_post_whose_commit_is_unconfirmed_is_answered_as_unknown_and_its_retry_finds_it() {
+    let node = spawn_node().await;
+    let (guest, host) = (node.user().await, node.user().await);
+    let thread_id = thread(&node, &guest, &host).await;
+    let body = json!({"threadId": thread_id, "content": "sent into the dark"});
+    let attempt = || {
+        node.http
+            .post(node.url("/messaging-api/v1/messages"))
+            .bearer_auth(&guest.token)
+            .header("Idempotency-Key", "post-unconfirmed")
+            .json(&body)
+            .send()
+    };
+    node.faults.unconfirm_next_batches(1);
+    let unknown = attempt().await.unwrap();
+    assert_eq!(unknown.status(), 500);
+    let unknown: Value = unknown.json().await.unwrap();
+    assert_eq!(unknown["message"], "errMsg_outcomeUnknown", "{unknown}");
+    assert_eq!(unknown["errCode"], 500, "{unknown}");
+    assert!(
+        unknown["detail"]
+            .as_str()
+            .unwrap()
+            .contains("same Idempotency-Key"),
+        "{unknown}"
+    );
+    let retried = attempt().await.unwrap();
+    assert_eq!(retried.status(), 201);
+    let retried: Value = retried.json().await.unwrap();
+    assert_eq!(retried["message"]["content"], "sent into the dark");
+    let (status, _) = post(&node, &host, &thread_id, "received").await;
+    assert_eq!(status, 201);
+    let (_, list) = send(
+        &node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/threadmessages/{thread_id}"),
+        &host.token,
+        None,
+    )
+    .await;
+    let contents: Vec<&str> = list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, vec!["sent into the dark", "received"]);
+}
+
 #[actix_web::test]
 async fn every_device_of_both_participants_sees_every_message_once_in_one_order() {
     let node = spawn_node().await;

@@ -801,6 +801,54 @@ async fn a_payment_whose_batch_fails_moves_nothing_and_its_retry_succeeds_once()
     assert_ledger_balances(&node).await;
 }
 
+/// A commit the database did not confirm (the connection broke while it answered COMMIT) may
+/// have been applied. The payor is told the outcome is unknown, not that nothing changed; the
+/// payee, whose live wallet would have been credited in memory had the commit been confirmed,
+/// reloads what the store kept instead of going on without the credit; and the retry with the
+/// same request id answers what happened, without paying twice.
+#[actix_web::test]
+async fn a_payment_whose_commit_is_unconfirmed_is_answered_as_unknown_and_credits_the_payee_once() {
+    let node = spawn_node().await;
+    let evg = Evg::new(&node);
+    let payor = evg.register().await;
+    let payee = evg.register().await;
+    evg.deposit_ok(&payor, "100").await;
+    // The payee's wallet is live in memory.
+    assert_eq!(evg.balances(&payee).await, (0, 0));
+    let request_id = rid("pay-unconfirmed");
+
+    node.faults.unconfirm_next_batches(1);
+    let unknown = evg.pay(&payor, &payee.evg_id, "40", &request_id).await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{unknown:?}"
+    );
+    assert_eq!(
+        unknown.body,
+        json!({"meta": {
+            "status": "error",
+            "message": "The outcome is not known: the change may have been made. Repeat the \
+                        request with the same request_id to learn it.",
+        }})
+    );
+    // It was applied, and both wallets say so.
+    assert_eq!(evg.balances(&payor).await, (60, 60));
+    assert_eq!(evg.balances(&payee).await, (40, 40));
+    let retried = evg.pay(&payor, &payee.evg_id, "40", &request_id).await;
+    assert_eq!(retried.outcome(), "success", "{retried:?}");
+    assert_eq!(retried.wallet_balance(), 60);
+    // The payee can spend what it was paid.
+    let onwards = evg.pay(&payee, &payor.evg_id, "40", &rid("onwards")).await;
+    assert_eq!(onwards.outcome(), "success", "{onwards:?}");
+    assert_eq!(evg.balances(&payee).await, (0, 0));
+    assert_eq!(evg.balances(&payor).await, (100, 100));
+    let ledger = Ledger::open(&node).await;
+    assert_eq!(ledger.transfers("payment").await, 2);
+    ledger.close().await;
+    assert_ledger_balances(&node).await;
+}
+
 #[actix_web::test]
 async fn concurrent_payments_across_a_failed_batch_keep_exactly_the_acknowledged_ones() {
     // A window long enough that the failing batch holds several of the payor's payments (ten

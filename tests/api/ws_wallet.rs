@@ -113,6 +113,46 @@ async fn a_payment_over_the_socket_is_idempotent_by_frame_id() {
     );
 }
 
+/// A payment whose commit the database did not confirm is answered as unknown (an `internal`
+/// error that does not claim nothing was applied); the payee's wallet, live for its device,
+/// reloads and shows the credit, and the retry with the same frame id answers the payment's
+/// outcome without paying again.
+#[actix_web::test]
+async fn a_payment_whose_commit_is_unconfirmed_is_answered_as_unknown_over_the_socket() {
+    let node = spawn_node().await;
+    let (payor, payee) = (node.user().await, node.user().await);
+    deposit(&node, &payor, "100").await;
+    let mut phone = node.ws(&payor.token).await;
+    let mut payee_device = node.ws(&payee.token).await;
+    assert_eq!(available(&mut payee_device).await, "0.00");
+    node.faults.unconfirm_next_batches(1);
+    phone.send(&pay("pay-u", &payee, "30")).await;
+    let (code, message) = loop {
+        match phone.recv_skipping_heartbeats().await {
+            Some(ServerFrame::Error {
+                id, code, message, ..
+            }) => {
+                assert_eq!(id.as_deref(), Some("pay-u"));
+                break (code, message);
+            }
+            Some(ServerFrame::Event(_)) => {}
+            other => panic!("expected an error frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, protocol::ErrorCode::Internal);
+    assert_eq!(
+        message,
+        "the outcome is not known: the change may have been applied; retry with the same id \
+         to learn it"
+    );
+    assert_eq!(available(&mut payee_device).await, "30.00");
+    phone.send(&pay("pay-u", &payee, "30")).await;
+    let retried = wallet_answer(&mut phone).await;
+    assert_eq!(retried.status, "success", "{retried:?}");
+    assert_eq!(available(&mut phone).await, "70.00");
+    assert_eq!(available(&mut payee_device).await, "30.00");
+}
+
 #[actix_web::test]
 async fn requests_are_rejected_and_cancelled_over_the_socket_once() {
     let node = spawn_node().await;

@@ -179,6 +179,8 @@ pub struct MemStore {
     transactions: AtomicUsize,
     /// The next N commits fail.
     fail_next: AtomicUsize,
+    /// The next N commits write, then report that they were not confirmed.
+    unconfirm_next: AtomicUsize,
     /// Every commit fails while set.
     failing: std::sync::atomic::AtomicBool,
     /// Every Nth attempt fails (0: never).
@@ -204,6 +206,7 @@ impl Default for MemStore {
             attempts: AtomicUsize::new(0),
             transactions: AtomicUsize::new(0),
             fail_next: AtomicUsize::new(0),
+            unconfirm_next: AtomicUsize::new(0),
             failing: std::sync::atomic::AtomicBool::new(false),
             fail_every: AtomicUsize::new(0),
             fail_loads: AtomicUsize::new(0),
@@ -225,6 +228,12 @@ impl MemStore {
 
     pub fn fail_next(&self, commits: usize) {
         self.fail_next.store(commits, Ordering::SeqCst);
+    }
+
+    /// The next `commits` commits write everything and then answer
+    /// `CommitError::Unconfirmed`, as a connection that broke while COMMIT was answered would.
+    pub fn unconfirm_next(&self, commits: usize) {
+        self.unconfirm_next.store(commits, Ordering::SeqCst);
     }
 
     pub fn set_failing(&self, failing: bool) {
@@ -414,6 +423,15 @@ impl JournalStore<Event> for MemStore {
         }
         drop(data);
         self.transactions.fetch_add(1, Ordering::SeqCst);
+        if self
+            .unconfirm_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(CommitError::Unconfirmed(
+                "injected: the answer was lost".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -456,13 +474,20 @@ impl Loader<Account> for MemStore {
 // The sink
 // ---------------------------------------------------------------------------------------------
 
-/// Records committed events in the order the writer hands them over.
+/// Records committed events in the order the writer hands them over, and the submitters of
+/// unconfirmed batches.
 #[derive(Default)]
 pub struct RecordingSink {
     rows: Mutex<Vec<Row>>,
+    unconfirmed: Mutex<Vec<String>>,
 }
 
 impl RecordingSink {
+    /// The actors of the submissions in unconfirmed batches, in order.
+    pub fn unconfirmed(&self) -> Vec<String> {
+        self.unconfirmed.lock().unwrap().clone()
+    }
+
     pub fn rows(&self) -> Vec<Row> {
         self.rows.lock().unwrap().clone()
     }
@@ -478,6 +503,15 @@ impl RecordingSink {
 
 #[async_trait]
 impl EventSink<Event> for RecordingSink {
+    fn unconfirmed(&self, batch: &[Submission<Event>]) {
+        let mut unconfirmed = self.unconfirmed.lock().unwrap();
+        unconfirmed.extend(
+            batch
+                .iter()
+                .filter_map(|s| s.actor.as_ref().map(|a| a.id.clone())),
+        );
+    }
+
     async fn committed(&self, batch: Vec<Committed<Event>>) {
         let mut rows = self.rows.lock().unwrap();
         for committed in batch {

@@ -159,6 +159,9 @@ pub enum EvgError {
     Busy,
     /// 500: unexpected; nothing was changed.
     Internal,
+    /// 500: the database did not confirm the change, which may have been made; the same
+    /// request id again answers which (and does not make it twice).
+    Unconfirmed,
 }
 
 impl EvgError {
@@ -201,7 +204,7 @@ impl ResponseError for EvgError {
             EvgError::Upgrade(_) => StatusCode::UPGRADE_REQUIRED,
             EvgError::InProgress => StatusCode::CONFLICT,
             EvgError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            EvgError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            EvgError::Internal | EvgError::Unconfirmed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -249,6 +252,14 @@ impl ResponseError for EvgError {
                     None,
                 ),
             }),
+            EvgError::Unconfirmed => response.json(MetaOnly {
+                meta: meta(
+                    "error",
+                    "The outcome is not known: the change may have been made. Repeat the request \
+                     with the same request_id to learn it.",
+                    None,
+                ),
+            }),
         }
     }
 }
@@ -266,6 +277,10 @@ impl From<ActorError> for EvgError {
                 EvgError::Busy
             }
             ActorError::NotStored(_) => EvgError::internal(&error),
+            ActorError::Unconfirmed(_) => {
+                tracing::error!(%error, "an evergreen change was not confirmed");
+                EvgError::Unconfirmed
+            }
             ActorError::KeyReused => EvgError::invalid(
                 "meta.request_id",
                 "this request_id was already used for a different request",

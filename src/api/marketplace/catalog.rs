@@ -196,6 +196,9 @@ impl From<StayError> for MarketError {
                 "errMsg_busy",
                 "the listing is busy; retry",
             ),
+            StayError::Actor(other @ actors::ActorError::Unconfirmed(_)) => {
+                MarketError::unconfirmed(&other)
+            }
             StayError::Actor(other) => MarketError::internal(&other),
             StayError::Store(other) => MarketError::internal(&other),
             StayError::Gateway(why) => MarketError::new(

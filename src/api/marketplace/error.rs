@@ -90,6 +90,17 @@ impl MarketError {
         )
     }
 
+    /// A change the database did not confirm: it may have been made.
+    pub fn unconfirmed(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%cause, "a change was not confirmed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "errMsg_outcomeUnknown",
+            "the database did not confirm this change, so it may have been made; read it back, \
+             or repeat the request with the same Idempotency-Key, to learn its outcome",
+        )
+    }
+
     /// The short `{"status":"ERR","message":...}` variant.
     pub fn short(status: StatusCode, message: &str) -> Self {
         MarketError {

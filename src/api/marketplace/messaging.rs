@@ -60,6 +60,9 @@ impl From<MsgError> for MarketError {
                 "errMsg_idempotencyKeyReused",
                 "this Idempotency-Key was used for a different message",
             ),
+            MsgError::Actor(other @ actors::ActorError::Unconfirmed(_)) => {
+                MarketError::unconfirmed(&other)
+            }
             MsgError::Actor(other) => MarketError::internal(&other),
             MsgError::Store(other) => MarketError::internal(&other),
         }

@@ -172,7 +172,9 @@ impl From<ActorError> for PavError {
                 PavError::Busy
             }
             ActorError::KeyReused => PavError::KeyReused,
-            ActorError::NotStored(_) => PavError::internal(&error),
+            // "Unknown API Error" claims nothing either way; the same Idempotency-Key again
+            // answers whether an unconfirmed change was made.
+            ActorError::NotStored(_) | ActorError::Unconfirmed(_) => PavError::internal(&error),
         }
     }
 }
