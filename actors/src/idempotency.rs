@@ -78,13 +78,16 @@ pub(crate) struct SeenKeys<R> {
     entries: HashMap<IdempotencyKey, (String, watch::Receiver<Settled<R>>)>,
     order: VecDeque<IdempotencyKey>,
     capacity: usize,
+    /// When the incarnation's state finished loading. A store lookup made before then may have
+    /// missed a key that the previous incarnation's last batch committed while the load waited
+    /// for it (the load's epoch raise waits for that batch), so it is made again.
     activated_at: Instant,
 }
 
 pub(crate) enum KeyState<R> {
     /// Unknown key, and the caller's store lookup is recent enough to trust.
     New,
-    /// Unknown key, but the actor was activated after the caller looked in the store.
+    /// Unknown key, but the actor's state was loaded after the caller looked in the store.
     LookAgain,
     /// Known key with a different request.
     Reused,
@@ -100,6 +103,11 @@ impl<R: Clone> SeenKeys<R> {
             capacity: capacity.max(1),
             activated_at: Instant::now(),
         }
+    }
+
+    /// The incarnation's state is loaded: lookups made before now are looked again.
+    pub(crate) fn loaded(&mut self) {
+        self.activated_at = Instant::now();
     }
 
     pub(crate) fn check(

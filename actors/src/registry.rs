@@ -434,6 +434,7 @@ where
             Ok(loaded) => {
                 actor.state = Some(loaded.state);
                 actor.epoch = loaded.epoch;
+                actor.keys.loaded();
                 actor.last_active = Instant::now();
             }
             Err(error) => {

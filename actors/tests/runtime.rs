@@ -1079,3 +1079,35 @@ async fn an_unconfirmed_batch_is_answered_as_unknown_and_its_retry_learns_the_ou
     assert_eq!(h.store.deposits("u"), vec![1, 5]);
     assert!(h.store.duplicate_keys().is_empty());
 }
+
+/// 18. A retry that looked in the store while the entity's new incarnation was loading, before
+///    the old incarnation's last batch committed, is looked up again once the load is done:
+///    the load saw that batch, so the retry must see its key too and not apply it twice.
+#[actix_rt::test]
+async fn a_retry_sent_while_the_entity_loads_sees_what_the_load_saw() {
+    let h = default_harness();
+    assert!(ask(&h.registry, "r", Cmd::Deposit(1)).await.is_ok());
+    // The first attempt is at the commit gate when its incarnation is reset (as a payee's is
+    // when a batch crediting it is unconfirmed).
+    h.store.hold_commits();
+    let entered = h.store.entered_now();
+    let first = send(&h.registry, "r", keyed(Cmd::Deposit(5), "k", "5")).await;
+    handled(&h.registry, "r").await;
+    h.store.entered(entered + 1).await;
+    h.registry.reset_if_live(&"r".to_owned());
+    // A new incarnation starts loading; the retry looks in the store (nothing yet) and waits
+    // in its mailbox.
+    h.store.hold_loads();
+    let reader = send_plain(&h.registry, "r", Cmd::Balance).await;
+    let retry = send(&h.registry, "r", keyed(Cmd::Deposit(5), "k", "5")).await;
+    // The first attempt commits, then the load reads it.
+    h.store.release_commits();
+    assert_eq!(first.answer().await, Ok(Reply::Balance(6)));
+    h.store.release_loads();
+    assert_eq!(reader.answer().await, Ok(Reply::Balance(6)));
+    assert_eq!(retry.answer().await, Ok(Reply::Balance(6)));
+    within(10, h.journal.flush()).await.unwrap();
+    assert_eq!(h.store.deposits("r"), vec![1, 5]);
+    assert!(h.store.duplicate_keys().is_empty());
+    assert_eq!(balance(&h.registry, "r").await, 6);
+}
