@@ -25,7 +25,7 @@ use actors::wallet::{FeedEntry, Transfer};
 use sqlx::QueryBuilder;
 
 use super::conversations::seq_i64;
-use super::journal::Tx;
+use super::journal::{Refusal, Tx};
 use super::notifications::NewNotification;
 use super::now_ms;
 
@@ -195,7 +195,7 @@ impl<'a> Staged<'a> {
             .await?;
         if rows.len() != debits.len() {
             // A debited account that does not exist: the wallet never saw it.
-            return Err(sqlx::Error::RowNotFound);
+            return Err(Refusal::error("a debited account does not exist"));
         }
         let upserted: Vec<(String, String, String, i64)> = account_rows(&upserts)
             .int(upserts.iter().map(|_| 0))
@@ -244,7 +244,7 @@ impl<'a> Staged<'a> {
             )
             .await?;
         if moved.len() != counts.len() {
-            return Err(sqlx::Error::RowNotFound);
+            return Err(Refusal::error("a feed entry's user does not exist"));
         }
         let last: BTreeMap<String, i64> = moved.into_iter().collect();
         let mut seqs = Vec::with_capacity(self.feed.len());
@@ -852,7 +852,7 @@ mod tests {
     /// the balances and the other feed entries staged with it are not written either (the
     /// caller's transaction rolls back).
     #[tokio::test]
-    async fn a_feed_entry_for_an_unknown_user_fails_the_flush_and_writes_nothing() {
+    async fn a_feed_entry_for_an_unknown_user_is_refused_and_writes_nothing() {
         let (_dir, db) = store().await;
         let t = transfer("t1", user("u1"), user("u2"), 10);
         let feed = [
@@ -864,9 +864,10 @@ mod tests {
         for entry in &feed {
             staged.feed(entry).unwrap();
         }
+        // A refusal: the writer fails the submission that wrote it alone.
         assert!(matches!(
             flush(&db, &mut staged).await,
-            Err(sqlx::Error::RowNotFound)
+            Err(sqlx::Error::Database(e)) if e.try_downcast_ref::<Refusal>().is_some()
         ));
         assert_eq!(accounts(&db).await, [("u1".to_owned(), 100, 7)]);
         assert_eq!(transfer_count(&db).await, 0);

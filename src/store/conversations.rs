@@ -5,7 +5,7 @@
 use actors::conversation::{Change, Event, Thread};
 
 use super::bulk::Staged;
-use super::journal::Tx;
+use super::journal::{Refusal, Tx};
 use super::{now_ms, BeginWrite, Db, StoreError};
 use crate::{on_db, on_tx};
 
@@ -110,11 +110,12 @@ pub async fn persist(event: &Event, mut tx: Tx<'_>) -> Result<(), sqlx::Error> {
             if let Some(context) = &keep {
                 // The fence behind the actor: the service claimed this context before the
                 // actor accepted the change; if another thread holds it after all (a stale
-                // claim was cleared and taken meanwhile), the batch fails rather than store
-                // two open threads on one context.
+                // claim was cleared and taken meanwhile), the change is refused rather than
+                // store two open threads on one context. A refusal fails this change alone,
+                // not the other commands that share its batch.
                 let holder = upsert_claim(tx.reborrow(), context, &thread.id).await?;
                 if holder != thread.id {
-                    return Err(sqlx::Error::Protocol(format!(
+                    return Err(Refusal::error(format!(
                         "context of thread {} is held by open thread {holder}",
                         thread.id
                     )));
@@ -628,4 +629,86 @@ pub async fn update_report(
             .await?;
     });
     report(db, id).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A thread change whose context another open thread holds (a stale claim cleared and
+    /// taken between the service's claim and the batch) is refused by the store's own code, a
+    /// refusal the writer fails alone instead of failing every command in the batch.
+    #[tokio::test]
+    async fn a_change_to_a_context_another_thread_holds_is_a_refusal() {
+        let (_dir, db) = crate::store::test_db().await;
+        on_db!(&db, pool => {
+            for id in ["g", "h"] {
+                sqlx::query(
+                    "INSERT INTO users (id, email, email_lower, fullname, role_id, created_at, \
+                     updated_at) VALUES ($1, $1, $1, $1, 'user', 0, 0)",
+                )
+                .bind(id)
+                .execute(pool)
+                .await
+                .unwrap();
+            }
+        });
+        let new = |id: &str, is_open: bool| NewThread {
+            id: id.into(),
+            guest_id: "g".into(),
+            host_id: "h".into(),
+            listing_id: Some("l".into()),
+            reservation_id: None,
+            is_open,
+            owner_id: "g".into(),
+        };
+        for (id, is_open) in [("holder", true), ("closed", false)] {
+            assert!(matches!(
+                create_thread(&db, &new(id, is_open)).await.unwrap(),
+                Created::Thread(_)
+            ));
+        }
+        let thread = Thread {
+            id: "closed".into(),
+            guest_id: "g".into(),
+            host_id: "h".into(),
+            listing_id: Some("l".into()),
+            reservation_id: None,
+            is_open: true,
+            is_active: true,
+            last_seq: 0,
+            message_count: 0,
+            last_message_at_ms: None,
+            guest_read_seq: 0,
+            host_read_seq: 0,
+        };
+        let reopened = Event {
+            thread_id: "closed".into(),
+            seq: 1,
+            at_ms: 1,
+            by: "g".into(),
+            change: Change::ThreadChanged(thread),
+            message_count: 0,
+            last_message_at_ms: None,
+            guest_id: "g".into(),
+            host_id: "h".into(),
+        };
+        let error = on_db!(&db, pool => {
+            let mut tx = pool.begin().await.unwrap();
+            persist(&reopened, super::super::journal::to_tx(&mut tx))
+                .await
+                .unwrap_err()
+        });
+        assert!(
+            matches!(&error, sqlx::Error::Database(e) if e.try_downcast_ref::<Refusal>().is_some()),
+            "{error:?}"
+        );
+        let holder: String = on_db!(&db, pool => sqlx::query_scalar(
+            "SELECT thread_id FROM message_thread_contexts")
+            .fetch_one(pool)
+            .await
+            .unwrap());
+        assert_eq!(holder, "holder");
+    }
 }

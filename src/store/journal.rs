@@ -108,13 +108,51 @@ impl SqlJournal {
     }
 }
 
+/// What a batch writes, refused by the store's own code where the database has no
+/// constraint to refuse it: a row the batch must update is missing, or a claim it must hold is
+/// another's. Like a constraint's refusal, it belongs to the submission that wrote it, and the
+/// writer fails that submission alone (`CommitError::Refused`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(String);
+
+impl Refusal {
+    /// The refusal, as the error a statement of the batch fails with.
+    pub fn error(why: impl Into<String>) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Refusal(why.into())))
+    }
+}
+
+impl sqlx::error::DatabaseError for Refusal {
+    fn message(&self) -> &str {
+        &self.0
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        sqlx::error::ErrorKind::Other
+    }
+}
+
 /// A refusal when the database refused what the batch writes: a key, foreign key, not-null,
 /// check or exclusion constraint, or SQLite's overlap triggers (SQLSTATE class 23 on
-/// PostgreSQL, result code `SQLITE_CONSTRAINT` and its extended codes on SQLite), which would
-/// refuse the same submissions again. Anything else failed the batch as such (a lost
-/// connection, a timeout, an injected fault).
+/// PostgreSQL, result code `SQLITE_CONSTRAINT` and its extended codes on SQLite), or the
+/// store's own code did ([`Refusal`]); either would refuse the same submissions again.
+/// Anything else failed the batch as such (a lost connection, a timeout, an injected fault).
 fn failed(error: sqlx::Error) -> CommitError {
     let refused = match &error {
+        sqlx::Error::Database(db) if db.try_downcast_ref::<Refusal>().is_some() => true,
         sqlx::Error::Database(db) => match (
             db.code(),
             db.try_downcast_ref::<sqlx::sqlite::SqliteError>(),
@@ -403,6 +441,11 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(failed(error), CommitError::Refused(_)));
         }
+        // What the store's own code refuses.
+        assert!(matches!(
+            failed(Refusal::error("a claim another thread holds")),
+            CommitError::Refused(_)
+        ));
         let error = on_db!(&db, pool => sqlx::query("SELECT * FROM no_such_table")
             .execute(pool)
             .await
