@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use actors::journal::AttemptResult;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -68,7 +70,12 @@ impl Metrics {
             &["code"],
         ));
         let journal_batches = built(IntCounterVec::new(
-            Opts::new("journal_batches_total", "Journal batches by result"),
+            Opts::new(
+                "journal_batches_total",
+                "Journal commit attempts by result: committed, refused (its parts are tried \
+                 again, each an attempt of its own), fenced (tried again without the stale \
+                 actors), failed, unconfirmed (it may have committed)",
+            ),
             &["result"],
         ));
         let journal_batch_submissions = built(Histogram::with_opts(
@@ -144,8 +151,8 @@ impl Metrics {
         register(Box::new(bus_subscriptions.clone()));
         // Families with labels appear only once a label value exists: create the known ones so
         // that dashboards see zeros, not gaps.
-        for result in ["committed", "failed"] {
-            journal_batches.with_label_values(&[result]);
+        for result in AttemptResult::ALL {
+            journal_batches.with_label_values(&[result.as_str()]);
         }
         for kind in ["wallet", "conversation", "calendar"] {
             actors_live.with_label_values(&[kind]);
@@ -191,10 +198,17 @@ impl Default for Metrics {
 }
 
 impl actors::journal::JournalObserver for Metrics {
-    fn batch(&self, submissions: usize, events: usize, commit_time: Duration, ok: bool) {
-        let result = if ok { "committed" } else { "failed" };
-        self.journal_batches.with_label_values(&[result]).inc();
-        if ok {
+    fn batch(
+        &self,
+        submissions: usize,
+        events: usize,
+        commit_time: Duration,
+        result: AttemptResult,
+    ) {
+        self.journal_batches
+            .with_label_values(&[result.as_str()])
+            .inc();
+        if result == AttemptResult::Committed {
             self.journal_batch_submissions.observe(submissions as f64);
             self.journal_batch_events.observe(events as f64);
             self.journal_commit_seconds

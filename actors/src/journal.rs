@@ -129,13 +129,64 @@ impl<E: Send + 'static> EventSink<E> for NoSink {
     async fn committed(&self, _batch: Vec<Committed<E>>) {}
 }
 
-/// Observes batches, for metrics.
+/// What became of one commit attempt (a batch's, or one part's of a refused batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    Committed,
+    /// Refused by the store; its parts are tried again (`CommitError::Refused`).
+    Refused,
+    /// Some incarnations were fenced off; the rest is tried again (`CommitError::Fenced`).
+    Fenced,
+    Failed,
+    /// It may have committed (`CommitError::Unconfirmed`).
+    Unconfirmed,
+}
+
+impl AttemptResult {
+    pub const ALL: [AttemptResult; 5] = [
+        AttemptResult::Committed,
+        AttemptResult::Refused,
+        AttemptResult::Fenced,
+        AttemptResult::Failed,
+        AttemptResult::Unconfirmed,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptResult::Committed => "committed",
+            AttemptResult::Refused => "refused",
+            AttemptResult::Fenced => "fenced",
+            AttemptResult::Failed => "failed",
+            AttemptResult::Unconfirmed => "unconfirmed",
+        }
+    }
+
+    fn of(result: &Result<(), CommitError>) -> Self {
+        match result {
+            Ok(()) => AttemptResult::Committed,
+            Err(CommitError::Refused(_)) => AttemptResult::Refused,
+            Err(CommitError::Fenced(_)) => AttemptResult::Fenced,
+            Err(CommitError::Failed(_)) => AttemptResult::Failed,
+            Err(CommitError::Unconfirmed(_)) => AttemptResult::Unconfirmed,
+        }
+    }
+}
+
+/// Observes commit attempts, for metrics. A refused batch is several attempts: the refused
+/// whole, then its parts.
 pub trait JournalObserver: Send + Sync + 'static {
-    fn batch(&self, submissions: usize, events: usize, commit_time: Duration, ok: bool);
+    fn batch(
+        &self,
+        submissions: usize,
+        events: usize,
+        commit_time: Duration,
+        result: AttemptResult,
+    );
 }
 
 impl JournalObserver for () {
-    fn batch(&self, _: usize, _: usize, _: Duration, _: bool) {}
+    fn batch(&self, _: usize, _: usize, _: Duration, _: AttemptResult) {}
 }
 
 /// The writer's limits.
@@ -447,8 +498,12 @@ where
             ))),
         };
         let events = batch.iter().map(|s| s.events.len()).sum();
-        self.observer
-            .batch(batch.len(), events, started.elapsed(), result.is_ok());
+        self.observer.batch(
+            batch.len(),
+            events,
+            started.elapsed(),
+            AttemptResult::of(&result),
+        );
         result
     }
 

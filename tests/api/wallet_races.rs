@@ -832,6 +832,13 @@ async fn a_payment_whose_commit_is_unconfirmed_is_answered_as_unknown_and_credit
                         request with the same request_id to learn it.",
         }})
     );
+    let metrics = node.metrics().await;
+    for counted in [
+        "node_journal_batches_total{result=\"unconfirmed\"} 1\n",
+        "node_journal_batches_total{result=\"failed\"} 0\n",
+    ] {
+        assert!(metrics.contains(counted), "{counted} in {metrics}");
+    }
     // It was applied, and both wallets say so.
     assert_eq!(evg.balances(&payor).await, (60, 60));
     assert_eq!(evg.balances(&payee).await, (40, 40));
