@@ -470,10 +470,19 @@ where
             Err(CommitError::Unconfirmed(error)) => {
                 tracing::error!(%error, submissions = live.len(), "journal batch unconfirmed");
                 self.sink.unconfirmed(&live);
+                // A read (a barrier) changed nothing either way; it only cannot be answered.
+                let (reads, writes): (Vec<_>, Vec<_>) =
+                    live.into_iter().partition(Submission::is_empty);
                 self.fail(
-                    live,
+                    writes,
                     &ActorError::Unconfirmed(
                         "the store did not confirm the batch holding this change".into(),
+                    ),
+                );
+                self.fail(
+                    reads,
+                    &ActorError::NotStored(
+                        "the store did not confirm the batch this read waited for".into(),
                     ),
                 );
             }

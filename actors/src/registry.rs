@@ -205,7 +205,9 @@ where
         let mut request = request;
         // A command goes round at most four times: a stale address (the actor stopped between
         // lookup and send), a reset actor sending it on to a fresh activation, and a second
-        // store lookup are each needed at most once.
+        // store lookup are each needed once. An entity reset again and again meanwhile (a
+        // busy payee of several unconfirmed batches) can use them up: the caller then gets
+        // `Unavailable`, which is retried.
         for _ in 0..4 {
             let store_checked_at = Instant::now();
             if let Some((key, fingerprint)) = &request.idempotency {
@@ -349,7 +351,8 @@ where
 
 enum Answer<A: Entity> {
     Done(Reply<A>),
-    /// The actor activated after the caller looked the key up; look again.
+    /// The actor's state loaded after the caller looked the key up, or the actor was reset;
+    /// look again (and send again).
     LookAgain(Request<A::Command>),
 }
 
@@ -410,6 +413,8 @@ where
     /// Set by the journal writer, before it fails any waiter, when a batch holding this
     /// incarnation's events failed: from then on its state may hold changes that were never
     /// stored, so nothing is decided or answered from it, even before `ResetNow` arrives.
+    /// Also set by `Registry::reset_if_live`, when its state may lack a change that was
+    /// stored.
     reset: Arc<AtomicBool>,
 }
 

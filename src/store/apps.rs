@@ -17,7 +17,8 @@ pub struct App {
 pub enum Status {
     /// A message without a charge: recorded, nothing to settle.
     Recorded,
-    /// Claimed; the wallet has not answered yet (or the answer was not written down).
+    /// Claimed; the wallet has not answered yet (or the answer was not written down, or the
+    /// database did not confirm the charge's commit).
     Pending,
     Charged,
     InsufficientFunds,

@@ -189,8 +189,6 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
                 .push(actor.incarnation);
         }
         let keys: Vec<(&str, &str)> = epochs.keys().copied().collect();
-        let injected = JournalFaults::take(&self.faults.fail_next);
-        let unconfirmed = !injected && JournalFaults::take(&self.faults.unconfirm_next);
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(failed)?;
             let rows = tx.read_epochs(&keys).await.map_err(failed)?;
@@ -207,6 +205,9 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             if !fenced.is_empty() {
                 return Err(CommitError::Fenced(fenced));
             }
+            // Taken by an attempt that writes, not by one that was fenced off.
+            let injected = JournalFaults::take(&self.faults.fail_next);
+            let unconfirmed = !injected && JournalFaults::take(&self.faults.unconfirm_next);
             // Hot events are staged and written a few multi-row statements at a time; any
             // other event first writes what is staged, then itself, so order is kept.
             let mut staged = Staged::default();
@@ -227,19 +228,20 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
                 tx.rollback().await.map_err(failed)?;
                 return Err(CommitError::Failed("injected fault".into()));
             }
-            // A COMMIT that fails for any reason but a deferred constraint may have been
-            // applied: the connection can break after the server committed and before its
-            // answer arrived.
-            tx.commit().await.map_err(|error| match failed(error) {
-                CommitError::Failed(why) => CommitError::Unconfirmed(why),
-                other => other,
+            // A COMMIT the database answered with an error was not applied (a deferred
+            // constraint's refusal, a serialization failure). Any other failure may have been:
+            // the connection can break after the server committed and before its answer
+            // arrived.
+            tx.commit().await.map_err(|error| match error {
+                sqlx::Error::Database(_) => failed(error),
+                other => CommitError::Unconfirmed(other.to_string()),
             })?;
+            if unconfirmed {
+                return Err(CommitError::Unconfirmed(
+                    "injected: the commit's answer was lost".into(),
+                ));
+            }
         });
-        if unconfirmed {
-            return Err(CommitError::Unconfirmed(
-                "injected: the commit's answer was lost".into(),
-            ));
-        }
         Ok(())
     }
 }

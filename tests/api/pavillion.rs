@@ -1000,6 +1000,41 @@ async fn a_charge_whose_batch_fails_is_marked_failed_and_a_retry_charges_once() 
     p.assert_ledger_balanced().await;
 }
 
+/// A charge whose commit the database did not confirm may have been made: its record stays
+/// `pending` (not `failed`, which says nothing moved), and the retry with the same key gets
+/// the wallet's stored answer and settles it, charging once.
+#[actix_web::test]
+async fn a_charge_whose_commit_is_unconfirmed_stays_pending_and_a_retry_settles_it() {
+    let p = pav().await;
+    let app = p.app().await;
+    let user = p.user(&app).await;
+    p.deposit(&user, "5", "USD").await;
+    let body = json!({"userId": user.id, "message": "m", "chargeCents": 100});
+
+    p.node.faults.unconfirm_next_batches(1);
+    let (status, answer) = p.charge(&app, &body, Some("unconfirmed")).await;
+    assert_eq!(status, 500);
+    assert_eq!(answer, json!({"message": "Unknown API Error"}));
+    let (message_id, status, charge_id) = p.message_by_key(&app, "unconfirmed").await.unwrap();
+    assert_eq!(status, "pending");
+    let charge_id = charge_id.unwrap();
+    // It was made.
+    assert_eq!(p.balance("user", &user.id, "USD").await, 400);
+    assert_eq!(p.charge_transfers(&app).await, 1);
+
+    let (status, answer) = p.charge(&app, &body, Some("unconfirmed")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"appMessageId": message_id}));
+    assert_eq!(p.charge_row(&charge_id).await.unwrap().0, "charged");
+    assert_eq!(
+        p.message_by_key(&app, "unconfirmed").await.unwrap().1,
+        "charged"
+    );
+    assert_eq!(p.balance("user", &user.id, "USD").await, 400);
+    assert_eq!(p.charge_transfers(&app).await, 1);
+    p.assert_ledger_balanced().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Documentation
 

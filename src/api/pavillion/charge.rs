@@ -19,7 +19,7 @@ use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use actors::money::{Currency, Money};
 use actors::wallet::{Command, Owner, Payment, Refusal, Reply, TransferKind};
-use actors::IdempotencyKey;
+use actors::{ActorError, IdempotencyKey};
 use serde::{Deserialize, Serialize};
 
 use super::{key_digest, MessageBody, PavError, RawJson, API_KEY_HEADER, IDEMPOTENCY_HEADER};
@@ -344,6 +344,13 @@ async fn decide(
         .wallets
         .ask(&record.user_id, Command::Pay(payment), wallet_key)
         .await;
+    if let Err(unconfirmed @ ActorError::Unconfirmed(_)) = &reply {
+        // The charge may have been made: the record stays pending, not `failed` (which says
+        // nothing moved). A retry with the same key gets the wallet's stored answer and
+        // settles it; without a key, the ledger holds a transfer with the charge's id if the
+        // charge happened.
+        return Err(unconfirmed.clone().into());
+    }
     let status = match &reply {
         Ok(Reply::Done { .. }) => Status::Charged,
         Ok(Reply::Refused {
