@@ -9,14 +9,90 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use protocol::{ClientFrame, ErrorCode, ServerFrame};
+use protocol::{ClientFrame, Codec, ErrorCode, ServerFrame};
 use rand::{Rng, SeedableRng};
+use serde::Deserialize;
 
-use crate::client::{Received, Rest, User, Ws};
+use crate::client::{RawReceived, Rest, User, Ws};
 use crate::report::Report;
 use crate::scenarios::Common;
 use crate::stats::{self, Recorder};
 use crate::{progress, setup};
+
+/// What a paying user reads of a frame, in one pass: the frame's kind, an answer's id and
+/// status, and a push's event kind. Decoding `ServerFrame` in full copies every frame into
+/// serde's generic tree first (it is an internally tagged enum; see `fanout::Seen`), and most
+/// frames of a run are the wallet's pushes (a balance, a payment received), which the run only
+/// skips. An `error` answer, or a frame or event of a kind this does not know, is decoded in
+/// full, so a frame the protocol does not define is still counted as undecodable.
+#[derive(Debug, Deserialize)]
+struct Seen {
+    #[serde(rename = "type")]
+    kind: SeenKind,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    event: Option<SeenEvent>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SeenKind {
+    Wallet,
+    Event,
+    Heartbeat,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct SeenEvent {
+    kind: SeenEventKind,
+}
+
+/// The pushes a payment makes.
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SeenEventKind {
+    Balance,
+    PaymentReceived,
+    #[serde(other)]
+    Other,
+}
+
+/// A frame as a paying user handles it.
+#[derive(Debug, PartialEq)]
+enum UserFrame {
+    /// The answer to a wallet op.
+    Answer { id: Option<String>, status: String },
+    /// Anything else, in full (an `error` answer, say).
+    Full(ServerFrame),
+    /// A heartbeat, or a push of the wallet's.
+    Skip,
+}
+
+impl Seen {
+    /// Read a frame. `None` for bytes that are no frame at all.
+    fn read(codec: Codec, bytes: &[u8]) -> Option<UserFrame> {
+        let full = || codec.decode::<ServerFrame>(bytes).ok().map(UserFrame::Full);
+        let Ok(seen) = codec.decode::<Seen>(bytes) else {
+            return full();
+        };
+        match (seen.kind, seen.status, seen.event) {
+            (SeenKind::Wallet, Some(status), None) => Some(UserFrame::Answer {
+                id: seen.id,
+                status,
+            }),
+            (SeenKind::Event, _, Some(SeenEvent { kind })) if kind != SeenEventKind::Other => {
+                Some(UserFrame::Skip)
+            }
+            (SeenKind::Heartbeat, ..) => Some(UserFrame::Skip),
+            _ => full(),
+        }
+    }
+}
 
 /// The node refuses more than this many ops in flight on one connection (`busy` beyond).
 pub const NODE_IN_FLIGHT_MAX: usize = 16;
@@ -481,28 +557,32 @@ async fn payer(mut ws: Ws, mut ctx: PayerCtx) -> (usize, Outcome) {
             ctx.deadline,
             sending,
         );
-        let received =
-            match tokio::time::timeout_at(tokio::time::Instant::from_std(wake), ws.recv()).await {
-                Err(_) if sending => continue,
-                Err(_) => break,
-                Ok(Err(error)) => {
-                    outcome.closed = Some(format!("user {}: {error:#}", ctx.me));
-                    break;
-                }
-                Ok(Ok(Received::Closed(code))) => {
-                    outcome.closed = Some(format!("user {}: closed {code:?}", ctx.me));
-                    break;
-                }
-                Ok(Ok(Received::Frame(frame))) => *frame,
-            };
+        let wake = tokio::time::Instant::from_std(wake);
+        let bytes = match tokio::time::timeout_at(wake, ws.recv_bytes()).await {
+            Err(_) if sending => continue,
+            Err(_) => break,
+            Ok(Err(error)) => {
+                outcome.closed = Some(format!("user {}: {error:#}", ctx.me));
+                break;
+            }
+            Ok(Ok(RawReceived::Closed(code))) => {
+                outcome.closed = Some(format!("user {}: closed {code:?}", ctx.me));
+                break;
+            }
+            Ok(Ok(RawReceived::Frame(bytes))) => bytes,
+        };
+        let Some(received) = Seen::read(ws.codec(), &bytes) else {
+            ws.undecodable += 1;
+            continue;
+        };
         match received {
-            ServerFrame::Wallet(answer) => {
+            UserFrame::Answer { id, status } => {
                 let Some(Pending {
                     payee,
                     sent_at,
                     due,
                     ..
-                }) = answer.id.as_ref().and_then(|id| pending.remove(id))
+                }) = id.as_ref().and_then(|id| pending.remove(id))
                 else {
                     continue;
                 };
@@ -511,18 +591,18 @@ async fn payer(mut ws: Ws, mut ctx: PayerCtx) -> (usize, Outcome) {
                     ctx.from_schedule.record(due.elapsed());
                 }
                 ctx.bar.inc(1);
-                if answer.status == "success" {
+                if status == "success" {
                     outcome.succeeded += 1;
                     ctx.received[payee].fetch_add(1, Ordering::Relaxed);
                 } else {
-                    *outcome.refused.entry(answer.status).or_default() += 1;
+                    *outcome.refused.entry(status).or_default() += 1;
                 }
             }
-            ServerFrame::Error {
+            UserFrame::Full(ServerFrame::Error {
                 id: Some(id),
                 code,
                 message,
-            } => {
+            }) => {
                 let Some(entry) = pending.get_mut(&id) else {
                     continue;
                 };
@@ -601,6 +681,75 @@ pub fn parse_hundredths(raw: &str) -> anyhow::Result<u128> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// The one-pass read gets an answer's id and status as the full decode would, in either
+    /// codec, skips the wallet's pushes and heartbeats, and hands everything else to the full
+    /// decode.
+    #[test]
+    fn a_user_reads_what_the_full_decode_would() {
+        use protocol::{Event, Push, WalletAnswer, WalletBalance};
+        for codec in [Codec::Json, Codec::MsgPack] {
+            let read = |frame: &ServerFrame| Seen::read(codec, &codec.encode(frame)).unwrap();
+            let answer = ServerFrame::Wallet(WalletAnswer {
+                id: Some("p1".into()),
+                status: "insufficient_funds".into(),
+                message: Some("not enough".into()),
+                balances: vec![WalletBalance {
+                    currency: "EVG".into(),
+                    available: "1.00".into(),
+                    total: "1.00".into(),
+                }],
+                transaction_id: None,
+                transfer_id: None,
+            });
+            assert_eq!(
+                read(&answer),
+                UserFrame::Answer {
+                    id: Some("p1".into()),
+                    status: "insufficient_funds".into()
+                },
+                "{codec:?}"
+            );
+            let push = |event: Event| {
+                ServerFrame::Event(Push {
+                    topic: "user:u1".into(),
+                    seq: Some(3),
+                    event,
+                })
+            };
+            let balance = push(Event::Balance {
+                currency: "EVG".into(),
+                available: "1.00".into(),
+                total: "1.00".into(),
+            });
+            assert_eq!(read(&balance), UserFrame::Skip, "{codec:?}");
+            assert_eq!(
+                read(&ServerFrame::Heartbeat { ts: 1 }),
+                UserFrame::Skip,
+                "{codec:?}"
+            );
+            let error = ServerFrame::Error {
+                id: Some("p2".into()),
+                code: ErrorCode::Busy,
+                message: "full".into(),
+            };
+            assert_eq!(read(&error), UserFrame::Full(error.clone()), "{codec:?}");
+            // A push the payments do not make goes to the full decode.
+            let other = push(Event::SessionRevoked {
+                session_id: "s".into(),
+            });
+            assert_eq!(read(&other), UserFrame::Full(other.clone()), "{codec:?}");
+            assert!(Seen::read(codec, b"\xc1 not a frame").is_none());
+        }
+        // A frame the protocol does not define is undecodable, as in the full decode.
+        for json in [
+            r#"{"type":"wallet","id":"p1"}"#,
+            r#"{"type":"event","topic":"user:u1","event":{"kind":"no_such_event"}}"#,
+            r#"{"type":"no_such_frame"}"#,
+        ] {
+            assert!(Seen::read(Codec::Json, json.as_bytes()).is_none(), "{json}");
+        }
+    }
 
     #[test]
     fn decimal_strings_become_hundredths() {
