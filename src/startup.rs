@@ -64,6 +64,13 @@ impl Faults {
     pub fn unconfirm_next_batches(&self, n: u32) {
         self.0.unconfirm_next.store(n, Ordering::Release);
     }
+
+    /// The next `n` journal batches write everything and roll back, and the writer is told
+    /// that their commit was not confirmed, as when the connection breaks before COMMIT
+    /// reaches the database.
+    pub fn lose_next_batches(&self, n: u32) {
+        self.0.lose_next.store(n, Ordering::Release);
+    }
 }
 
 /// A built node, listening, not yet serving.

@@ -10,10 +10,11 @@
 //! incarnation with events in it is reset; later submissions of those incarnations are
 //! failed without being written, so nothing that depended on a lost change is kept. If the
 //! store refuses what it writes (a constraint), the batch is settled in halves instead, so that
-//! only the submissions refused on their own fail. If the store cannot say whether the batch
-//! committed (its commit timed out, or the connection broke during it), the batch fails as
-//! unconfirmed: its callers are told the outcome is unknown, and the [`EventSink`] reloads what
-//! it would have applied to other entities.
+//! only the submissions refused on their own fail. If the commit got no answer (it timed out,
+//! or the connection broke during it), the writer asks the store what became of it
+//! ([`JournalStore::resolve_unconfirmed`]) and settles the batch as committed or failed; if the
+//! store cannot tell, the batch fails as unconfirmed: its callers are told the outcome is
+//! unknown, and the [`EventSink`] reloads what it would have applied to other entities.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,6 +99,14 @@ pub enum CommitError {
 #[async_trait]
 pub trait JournalStore<E>: Send + Sync + 'static {
     async fn commit(&self, batch: &[Submission<E>]) -> Result<(), CommitError>;
+
+    /// Whether the last commit attempt, which was unconfirmed ([`CommitError::Unconfirmed`]),
+    /// committed: `Some(true)` if it did, `Some(false)` if it never will, `None` if the store
+    /// cannot tell. It may take as long as it needs (the writer bounds the wait), and must
+    /// not answer `Some(false)` while the attempt could still commit.
+    async fn resolve_unconfirmed(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// Receives committed events in commit order (fanout, post-commit effects).
@@ -464,28 +473,27 @@ where
                 Box::pin(self.settle_part(live, retries)).await;
                 Box::pin(self.settle_part(later, retries)).await;
             }
-            // It may have committed: the callers hear that the outcome is unknown (a retry with
-            // the same key learns it from the store), and every actor the batch touched reloads,
-            // as the failed batch's submitters do: the sink resets the others.
-            Err(CommitError::Unconfirmed(error)) => {
-                tracing::error!(%error, submissions = live.len(), "journal batch unconfirmed");
-                self.sink.unconfirmed(&live);
-                // A read (a barrier) changed nothing either way; it only cannot be answered.
-                let (reads, writes): (Vec<_>, Vec<_>) =
-                    live.into_iter().partition(Submission::is_empty);
-                self.fail(
-                    writes,
-                    &ActorError::Unconfirmed(
-                        "the store did not confirm the batch holding this change".into(),
-                    ),
-                );
-                self.fail(
-                    reads,
-                    &ActorError::NotStored(
-                        "the store did not confirm the batch this read waited for".into(),
-                    ),
-                );
-            }
+            // It may have committed. The store may find out after all (PostgreSQL can say what
+            // became of a transaction), and then the batch is settled as what it was. If not,
+            // the callers hear that the outcome is unknown (a retry with the same key learns it
+            // from the store), and every actor the batch touched reloads, as the failed
+            // batch's submitters do: the sink resets the others.
+            Err(CommitError::Unconfirmed(error)) => match self.resolve().await {
+                Some(true) => {
+                    tracing::warn!(%error, submissions = live.len(), "journal batch unconfirmed, then found committed");
+                    self.release(live).await;
+                }
+                Some(false) => {
+                    tracing::error!(%error, submissions = live.len(), "journal batch unconfirmed, then found rolled back");
+                    self.fail(
+                        live,
+                        &ActorError::NotStored(
+                            "the batch holding this change failed to commit".into(),
+                        ),
+                    );
+                }
+                None => self.fail_unconfirmed(live, &error),
+            },
             Err(error) => {
                 tracing::error!(%error, submissions = live.len(), "journal batch failed");
                 self.fail(
@@ -494,6 +502,36 @@ where
                 );
             }
         }
+    }
+
+    /// What became of an unconfirmed attempt, if the store can find out within the commit
+    /// timeout.
+    async fn resolve(&self) -> Option<bool> {
+        let within = self.settings.commit_timeout;
+        tokio::time::timeout(within, self.store.resolve_unconfirmed())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Fail a batch that may have committed.
+    fn fail_unconfirmed(&mut self, live: Vec<Submission<E>>, error: &str) {
+        tracing::error!(%error, submissions = live.len(), "journal batch unconfirmed");
+        self.sink.unconfirmed(&live);
+        // A read (a barrier) changed nothing either way; it only cannot be answered.
+        let (reads, writes): (Vec<_>, Vec<_>) = live.into_iter().partition(Submission::is_empty);
+        self.fail(
+            writes,
+            &ActorError::Unconfirmed(
+                "the store did not confirm the batch holding this change".into(),
+            ),
+        );
+        self.fail(
+            reads,
+            &ActorError::NotStored(
+                "the store did not confirm the batch this read waited for".into(),
+            ),
+        );
     }
 
     async fn commit(&self, batch: &[Submission<E>]) -> Result<(), CommitError> {

@@ -1111,3 +1111,49 @@ async fn a_retry_sent_while_the_entity_loads_sees_what_the_load_saw() {
     assert!(h.store.duplicate_keys().is_empty());
     assert_eq!(balance(&h.registry, "r").await, 6);
 }
+
+/// 19. When the store can tell what became of an unconfirmed commit, the batch is settled as
+///    what it was: a commit whose answer was lost is acknowledged and handed to the sink like
+///    any other, with no reset; one that never reached the store fails as not stored.
+#[actix_rt::test]
+async fn an_unconfirmed_batch_the_store_resolves_is_settled_as_what_it_was() {
+    let h = default_harness();
+    h.store.set_resolvable(true);
+    assert!(ask(&h.registry, "v", Cmd::Deposit(1)).await.is_ok());
+    h.store.unconfirm_next(1);
+    let committed = within(
+        10,
+        h.registry
+            .ask("v".into(), keyed(Cmd::Deposit(5), "k1", "5")),
+    )
+    .await;
+    assert_eq!(committed, Ok(Reply::Balance(6)));
+    within(10, h.journal.flush()).await.unwrap();
+    assert_eq!(
+        h.sink.events("v"),
+        h.store.events("v"),
+        "the sink saw the commit"
+    );
+    assert!(h.sink.unconfirmed().is_empty(), "nothing to reload");
+
+    h.store.lose_next(1);
+    let lost = within(
+        10,
+        h.registry
+            .ask("v".into(), keyed(Cmd::Deposit(7), "k2", "7")),
+    )
+    .await;
+    assert!(is_not_stored(&lost), "{lost:?}");
+    assert!(h.sink.unconfirmed().is_empty());
+    assert_eq!(h.store.deposits("v"), vec![1, 5]);
+    assert_eq!(balance(&h.registry, "v").await, 6);
+    // Its key is free: the retry runs, once.
+    let retried = within(
+        10,
+        h.registry
+            .ask("v".into(), keyed(Cmd::Deposit(7), "k2", "7")),
+    )
+    .await;
+    assert_eq!(retried, Ok(Reply::Balance(13)));
+    assert_eq!(h.store.deposits("v"), vec![1, 5, 7]);
+}

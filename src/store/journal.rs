@@ -85,6 +85,9 @@ pub struct JournalFaults {
     /// Batches that commit and then report that the commit was not confirmed, as a connection
     /// that broke while COMMIT was answered would.
     pub unconfirm_next: AtomicU32,
+    /// Batches that write everything, roll back, and report that the commit was not
+    /// confirmed, as a connection that broke before COMMIT reached the database would.
+    pub lose_next: AtomicU32,
 }
 
 impl JournalFaults {
@@ -100,11 +103,59 @@ impl JournalFaults {
 pub struct SqlJournal {
     db: Db,
     faults: Arc<JournalFaults>,
+    /// The last attempt's transaction, on PostgreSQL: what to ask about it if its commit is
+    /// unconfirmed (`resolve_unconfirmed`).
+    last_attempt: std::sync::Mutex<Option<PgAttempt>>,
+}
+
+/// A batch's transaction on PostgreSQL: its id (`xid8`, as text) and the session running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PgAttempt {
+    xid: String,
+    pid: i32,
 }
 
 impl SqlJournal {
     pub fn new(db: Db, faults: Arc<JournalFaults>) -> Self {
-        SqlJournal { db, faults }
+        SqlJournal {
+            db,
+            faults,
+            last_attempt: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn remember(&self, attempt: Option<PgAttempt>) {
+        if let Ok(mut last) = self.last_attempt.lock() {
+            *last = attempt;
+        }
+    }
+
+    /// PostgreSQL's word on `attempt`, once it is final: its session is ended first if it is
+    /// still in the transaction (a commit given up on while it waited for a lock, say), so the
+    /// transaction rolls back unless its COMMIT already went through. `None` while it cannot
+    /// be asked (the database is unreachable) or the transaction is still in progress.
+    async fn settled(pool: &sqlx::PgPool, attempt: &PgAttempt) -> Option<bool> {
+        // `backend_xid` makes sure the session is still this transaction's: a session id is
+        // reused once its session ends.
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE pid = $1 AND backend_xid = $2::xid8::xid",
+        )
+        .bind(attempt.pid)
+        .bind(&attempt.xid)
+        .execute(pool)
+        .await
+        .ok()?;
+        let status: Option<String> = sqlx::query_scalar("SELECT pg_xact_status($1::xid8)")
+            .bind(&attempt.xid)
+            .fetch_one(pool)
+            .await
+            .ok()?;
+        match status.as_deref() {
+            Some("committed") => Some(true),
+            Some("aborted") => Some(false),
+            _ => None,
+        }
     }
 }
 
@@ -176,6 +227,7 @@ fn failed(error: sqlx::Error) -> CommitError {
 impl<E: Persist> JournalStore<E> for SqlJournal {
     #[tracing::instrument(name = "journal_commit", skip_all, fields(submissions = batch.len()))]
     async fn commit(&self, batch: &[Submission<E>]) -> Result<(), CommitError> {
+        self.remember(None);
         // PostgreSQL: a shared lock on each epoch row makes an activation elsewhere wait for this
         // batch (then raise the epoch), so a stale batch can never commit after it. SQLite has
         // one writer at a time (the batch takes the write lock when it begins), which gives the
@@ -191,6 +243,9 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
         let keys: Vec<(&str, &str)> = epochs.keys().copied().collect();
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(failed)?;
+            // Which transaction this is, before anything can make it wait (the epochs' locks):
+            // a commit given up on can then still be resolved.
+            self.remember(tx.attempt().await.map_err(failed)?);
             let rows = tx.read_epochs(&keys).await.map_err(failed)?;
             let stored: HashMap<(&str, &str), i64> = rows
                 .iter()
@@ -208,6 +263,7 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             // Taken by an attempt that writes, not by one that was fenced off.
             let injected = JournalFaults::take(&self.faults.fail_next);
             let unconfirmed = !injected && JournalFaults::take(&self.faults.unconfirm_next);
+            let lost = !injected && !unconfirmed && JournalFaults::take(&self.faults.lose_next);
             // Hot events are staged and written a few multi-row statements at a time; any
             // other event first writes what is staged, then itself, so order is kept.
             let mut staged = Staged::default();
@@ -223,10 +279,14 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
                 }
             }
             staged.flush(to_tx(&mut tx)).await.map_err(failed)?;
-            if injected {
+            if injected || lost {
                 // Everything was written; rolling back now is exactly a commit that failed.
                 tx.rollback().await.map_err(failed)?;
-                return Err(CommitError::Failed("injected fault".into()));
+                return Err(if lost {
+                    CommitError::Unconfirmed("injected: the commit never reached the database".into())
+                } else {
+                    CommitError::Failed("injected fault".into())
+                });
             }
             // A COMMIT the database answered with an error was not applied (a deferred
             // constraint's refusal, a serialization failure). Any other failure may have been:
@@ -244,6 +304,22 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
         });
         Ok(())
     }
+
+    /// On PostgreSQL, from the transaction's status (`pg_xact_status`), asked again every
+    /// 20 ms until it is final; the writer bounds the wait. SQLite has no such record: `None`.
+    async fn resolve_unconfirmed(&self) -> Option<bool> {
+        let attempt = self.last_attempt.lock().ok()?.take()?;
+        let Db::Postgres(pool) = &self.db else {
+            return None;
+        };
+        loop {
+            if let Some(committed) = Self::settled(pool, &attempt).await {
+                tracing::info!(xid = %attempt.xid, committed, "an unconfirmed batch's outcome");
+                return Some(committed);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Each actor's stored fencing epoch, in the batch's transaction.
@@ -252,6 +328,11 @@ trait ReadEpochs {
         &mut self,
         keys: &[(&str, &str)],
     ) -> impl std::future::Future<Output = Result<Vec<(String, String, i64)>, sqlx::Error>> + Send;
+
+    /// On PostgreSQL the transaction's id and session; `None` on SQLite.
+    fn attempt(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<PgAttempt>, sqlx::Error>> + Send;
 }
 
 /// The epochs on PostgreSQL, locked `FOR SHARE`: the actors travel as two arrays (one statement
@@ -277,6 +358,16 @@ impl ReadEpochs for sqlx::Transaction<'_, sqlx::Postgres> {
             .bind(ids)
             .fetch_all(&mut **self)
             .await
+    }
+
+    /// A round trip a batch (BENCHMARKS.md §3 measures it). The id itself costs nothing
+    /// more: every batch writes, and so gets one anyway.
+    async fn attempt(&mut self) -> Result<Option<PgAttempt>, sqlx::Error> {
+        let (xid, pid): (String, i32) =
+            sqlx::query_as("SELECT pg_current_xact_id()::text, pg_backend_pid()")
+                .fetch_one(&mut **self)
+                .await?;
+        Ok(Some(PgAttempt { xid, pid }))
     }
 }
 
@@ -309,6 +400,11 @@ impl ReadEpochs for sqlx::Transaction<'_, sqlx::Sqlite> {
             rows.extend(read);
         }
         Ok(rows)
+    }
+
+    /// SQLite keeps no record of a transaction to ask about later.
+    async fn attempt(&mut self) -> Result<Option<PgAttempt>, sqlx::Error> {
+        Ok(None)
     }
 }
 

@@ -181,6 +181,12 @@ pub struct MemStore {
     fail_next: AtomicUsize,
     /// The next N commits write, then report that they were not confirmed.
     unconfirm_next: AtomicUsize,
+    /// The next N commits write nothing and report that they were not confirmed.
+    lose_next: AtomicUsize,
+    /// Whether the last unconfirmed commit wrote, for `resolve_unconfirmed` to tell.
+    last_unconfirmed: Mutex<Option<bool>>,
+    /// Whether `resolve_unconfirmed` tells (as PostgreSQL can) or not (as SQLite cannot).
+    resolvable: std::sync::atomic::AtomicBool,
     /// Every commit fails while set.
     failing: std::sync::atomic::AtomicBool,
     /// Every Nth attempt fails (0: never).
@@ -207,6 +213,9 @@ impl Default for MemStore {
             transactions: AtomicUsize::new(0),
             fail_next: AtomicUsize::new(0),
             unconfirm_next: AtomicUsize::new(0),
+            lose_next: AtomicUsize::new(0),
+            last_unconfirmed: Mutex::new(None),
+            resolvable: std::sync::atomic::AtomicBool::new(false),
             failing: std::sync::atomic::AtomicBool::new(false),
             fail_every: AtomicUsize::new(0),
             fail_loads: AtomicUsize::new(0),
@@ -234,6 +243,17 @@ impl MemStore {
     /// `CommitError::Unconfirmed`, as a connection that broke while COMMIT was answered would.
     pub fn unconfirm_next(&self, commits: usize) {
         self.unconfirm_next.store(commits, Ordering::SeqCst);
+    }
+
+    /// The next `commits` commits write nothing and answer `CommitError::Unconfirmed`, as a
+    /// connection that broke before COMMIT reached the database would.
+    pub fn lose_next(&self, commits: usize) {
+        self.lose_next.store(commits, Ordering::SeqCst);
+    }
+
+    /// Let `resolve_unconfirmed` say what became of an unconfirmed commit.
+    pub fn set_resolvable(&self, resolvable: bool) {
+        self.resolvable.store(resolvable, Ordering::SeqCst);
     }
 
     pub fn set_failing(&self, failing: bool) {
@@ -377,6 +397,16 @@ impl JournalStore<Event> for MemStore {
         if self.should_fail(attempt) {
             return Err(CommitError::Failed("injected commit failure".into()));
         }
+        if self
+            .lose_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            *self.last_unconfirmed.lock().unwrap() = Some(false);
+            return Err(CommitError::Unconfirmed(
+                "injected: lost before COMMIT".into(),
+            ));
+        }
         let refused = self.refused_deposit.load(Ordering::SeqCst) as u64;
         if refused > 0
             && batch
@@ -428,11 +458,17 @@ impl JournalStore<Event> for MemStore {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
+            *self.last_unconfirmed.lock().unwrap() = Some(true);
             return Err(CommitError::Unconfirmed(
                 "injected: the answer was lost".into(),
             ));
         }
         Ok(())
+    }
+
+    async fn resolve_unconfirmed(&self) -> Option<bool> {
+        let last = self.last_unconfirmed.lock().unwrap().take();
+        last.filter(|_| self.resolvable.load(Ordering::SeqCst))
     }
 }
 
