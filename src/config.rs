@@ -160,9 +160,11 @@ pub struct Settings {
     pub journal_queue_max: usize,
 
     /// Longest one batch's transaction may take, in milliseconds, before the writer gives up
-    /// on it and fails its commands (each can be retried with its key): a database that stops
-    /// answering (a cut network drops packets silently) fails commands instead of holding
-    /// them until TCP gives up, many minutes later.
+    /// on it: a database that stops answering (a cut network drops packets silently) fails
+    /// commands instead of holding them until TCP gives up, many minutes later. On PostgreSQL
+    /// the writer then spends up to as long again asking what became of the transaction and
+    /// answers accordingly; otherwise its commands fail as of unknown outcome (each can be
+    /// retried with its key).
     #[arg(long, env = "JOURNAL_COMMIT_TIMEOUT_MS", default_value_t = 10_000)]
     pub journal_commit_timeout_ms: u64,
 

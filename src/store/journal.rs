@@ -108,11 +108,14 @@ pub struct SqlJournal {
     last_attempt: std::sync::Mutex<Option<PgAttempt>>,
 }
 
-/// A batch's transaction on PostgreSQL: its id (`xid8`, as text) and the session running it.
+/// A batch's transaction on PostgreSQL: its id (`xid8`, as text), the session running it, and
+/// one idempotency record it writes (kind, actor, key), if any, to tell its commit from
+/// another transaction's under the same id (`SqlJournal::witnessed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PgAttempt {
     xid: String,
     pid: i32,
+    witness: Option<(String, String, String)>,
 }
 
 impl SqlJournal {
@@ -146,16 +149,48 @@ impl SqlJournal {
         .execute(pool)
         .await
         .ok()?;
-        let status: Option<String> = sqlx::query_scalar("SELECT pg_xact_status($1::xid8)")
+        let status = sqlx::query_scalar::<_, Option<String>>("SELECT pg_xact_status($1::xid8)")
             .bind(&attempt.xid)
             .fetch_one(pool)
-            .await
-            .ok()?;
-        match status.as_deref() {
-            Some("committed") => Some(true),
-            Some("aborted") => Some(false),
-            _ => None,
+            .await;
+        match status {
+            Ok(Some(status)) if status == "committed" => Self::witnessed(pool, attempt).await,
+            Ok(Some(status)) if status == "aborted" => Some(false),
+            // An id not handed out yet: the server restarted since and recovered to before it,
+            // so the transaction never committed (a commit's id is in the log it recovers).
+            Err(sqlx::Error::Database(error))
+                if error.code().as_deref() == Some("22023")
+                    && error.message().contains("in the future") =>
+            {
+                Some(false)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "asking what became of an unconfirmed batch");
+                None
+            }
+            // In progress, or too old to tell.
+            Ok(_) => None,
         }
+    }
+
+    /// Whether a committed transaction with the attempt's id was the attempt: a crash can
+    /// hand out again an id that was handed out but never logged (a batch that got its id
+    /// and then waited on a lock), to a transaction that may commit. A batch that committed
+    /// wrote its witness, an idempotency record, with its id as the row's `xmin` (the records
+    /// are only ever inserted). A batch without one cannot be told apart: `None`.
+    async fn witnessed(pool: &sqlx::PgPool, attempt: &PgAttempt) -> Option<bool> {
+        let (kind, actor_id, key) = attempt.witness.as_ref()?;
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM idempotency \
+             WHERE kind = $1 AND actor_id = $2 AND key = $3 AND xmin = $4::xid8::xid)",
+        )
+        .bind(kind)
+        .bind(actor_id)
+        .bind(key)
+        .bind(&attempt.xid)
+        .fetch_one(pool)
+        .await
+        .ok()
     }
 }
 
@@ -245,7 +280,12 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             let mut tx = pool.begin_write().await.map_err(failed)?;
             // Which transaction this is, before anything can make it wait (the epochs' locks):
             // a commit given up on can then still be resolved.
-            self.remember(tx.attempt().await.map_err(failed)?);
+            let witness = batch.iter().find_map(|s| {
+                let (actor, record) = (s.actor.as_ref()?, s.idempotency.as_ref()?);
+                Some((actor.kind.to_owned(), actor.id.clone(), record.key.clone()))
+            });
+            let attempt = tx.attempt().await.map_err(failed)?;
+            self.remember(attempt.map(|attempt| PgAttempt { witness, ..attempt }));
             let rows = tx.read_epochs(&keys).await.map_err(failed)?;
             let stored: HashMap<(&str, &str), i64> = rows
                 .iter()
@@ -367,7 +407,11 @@ impl ReadEpochs for sqlx::Transaction<'_, sqlx::Postgres> {
             sqlx::query_as("SELECT pg_current_xact_id()::text, pg_backend_pid()")
                 .fetch_one(&mut **self)
                 .await?;
-        Ok(Some(PgAttempt { xid, pid }))
+        Ok(Some(PgAttempt {
+            xid,
+            pid,
+            witness: None,
+        }))
     }
 }
 

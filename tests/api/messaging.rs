@@ -614,6 +614,12 @@ async fn a_post_whose_commit_is_unconfirmed_is_answered_as_unknown_and_its_retry
     assert_eq!(retried["message"]["content"], "sent into the dark");
     let (status, _) = post(&node, &host, &thread_id, "received").await;
     assert_eq!(status, 201);
+    // A post without a key leaves nothing to check a commit against (PostgreSQL could hand a
+    // transaction's id out again after a crash): unknown on either engine, and it was stored.
+    node.faults.unconfirm_next_batches(1);
+    let (status, unknown) = post(&node, &host, &thread_id, "unkeyed").await;
+    assert_eq!(status, 500);
+    assert_eq!(unknown["message"], "errMsg_outcomeUnknown", "{unknown}");
     let (_, list) = send(
         &node,
         reqwest::Method::GET,
@@ -628,7 +634,7 @@ async fn a_post_whose_commit_is_unconfirmed_is_answered_as_unknown_and_its_retry
         .iter()
         .map(|m| m["content"].as_str().unwrap())
         .collect();
-    assert_eq!(contents, vec!["sent into the dark", "received"]);
+    assert_eq!(contents, vec!["sent into the dark", "received", "unkeyed"]);
 }
 
 #[actix_web::test]
