@@ -631,17 +631,8 @@ mod tests {
     /// A store (see `store::test_db`) with users u1 and u2, and u1's account at 100, version 7.
     async fn store() -> (crate::store::TestStore, Db) {
         let (dir, db) = crate::store::test_db().await;
+        crate::store::insert_test_users(&db, &["u1", "u2"]).await;
         on_db!(&db, pool => {
-            for id in ["u1", "u2"] {
-                sqlx::query(
-                    "INSERT INTO users (id, email, email_lower, fullname, role_id, created_at, \
-                     updated_at) VALUES ($1, $1, $1, $1, 'user', 0, 0)",
-                )
-                .bind(id)
-                .execute(pool)
-                .await
-                .unwrap();
-            }
             sqlx::query(
                 "INSERT INTO ledger_accounts (owner_kind, owner_id, currency, balance, held, \
                  version) VALUES ('user', 'u1', 'EVG', 100, 0, 7)",

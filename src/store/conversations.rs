@@ -642,18 +642,7 @@ mod tests {
     #[tokio::test]
     async fn a_change_to_a_context_another_thread_holds_is_a_refusal() {
         let (_dir, db) = crate::store::test_db().await;
-        on_db!(&db, pool => {
-            for id in ["g", "h"] {
-                sqlx::query(
-                    "INSERT INTO users (id, email, email_lower, fullname, role_id, created_at, \
-                     updated_at) VALUES ($1, $1, $1, $1, 'user', 0, 0)",
-                )
-                .bind(id)
-                .execute(pool)
-                .await
-                .unwrap();
-            }
-        });
+        crate::store::insert_test_users(&db, &["g", "h"]).await;
         let new = |id: &str, is_open: bool| NewThread {
             id: id.into(),
             guest_id: "g".into(),

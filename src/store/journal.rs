@@ -194,6 +194,15 @@ impl SqlJournal {
     }
 }
 
+/// The batch's first idempotency record (kind, actor, key): what tells its commit from another
+/// transaction's under the same id (`SqlJournal::witnessed`).
+fn witness<E>(batch: &[Submission<E>]) -> Option<(String, String, String)> {
+    batch.iter().find_map(|s| {
+        let (actor, record) = (s.actor.as_ref()?, s.idempotency.as_ref()?);
+        Some((actor.kind.to_owned(), actor.id.clone(), record.key.clone()))
+    })
+}
+
 /// What a batch writes, refused by the store's own code where the database has no
 /// constraint to refuse it: a row the batch must update is missing, or a claim it must hold is
 /// another's. Like a constraint's refusal, it belongs to the submission that wrote it, and the
@@ -280,12 +289,11 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             let mut tx = pool.begin_write().await.map_err(failed)?;
             // Which transaction this is, before anything can make it wait (the epochs' locks):
             // a commit given up on can then still be resolved.
-            let witness = batch.iter().find_map(|s| {
-                let (actor, record) = (s.actor.as_ref()?, s.idempotency.as_ref()?);
-                Some((actor.kind.to_owned(), actor.id.clone(), record.key.clone()))
-            });
             let attempt = tx.attempt().await.map_err(failed)?;
-            self.remember(attempt.map(|attempt| PgAttempt { witness, ..attempt }));
+            self.remember(attempt.map(|attempt| PgAttempt {
+                witness: witness(batch),
+                ..attempt
+            }));
             let rows = tx.read_epochs(&keys).await.map_err(failed)?;
             let stored: HashMap<(&str, &str), i64> = rows
                 .iter()

@@ -253,6 +253,24 @@ pub(crate) async fn test_db() -> (TestStore, Db) {
     )
 }
 
+/// Users with these ids (and the id as email and name), for unit tests of the store.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) async fn insert_test_users(db: &Db, ids: &[&str]) {
+    on_db!(db, pool => {
+        for id in ids {
+            sqlx::query(
+                "INSERT INTO users (id, email, email_lower, fullname, role_id, created_at, \
+                 updated_at) VALUES ($1, $1, $1, $1, 'user', 0, 0)",
+            )
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    });
+}
+
 /// Checks of the query plans the hot statements get (see `idempotency` and `journal`).
 #[cfg(test)]
 pub(crate) mod plans {

@@ -55,6 +55,24 @@ async fn post(node: &TestNode, user: &TestUser, thread_id: &str, content: &str) 
     .await
 }
 
+/// The contents of a thread's messages, oldest first, as `user` lists them.
+async fn contents(node: &TestNode, user: &TestUser, thread_id: &str) -> Vec<String> {
+    let (_, list) = send(
+        node,
+        reqwest::Method::GET,
+        &format!("/messaging-api/v1/threadmessages/{thread_id}"),
+        &user.token,
+        None,
+    )
+    .await;
+    list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Subscribe to a thread and return the answer (`subscribed` or `error`), skipping pushes
 /// that arrive meanwhile (notifications on the user topic, say).
 async fn subscribe(client: &mut WsClient, thread_id: &str, since: Option<u64>) -> ServerFrame {
@@ -551,20 +569,7 @@ async fn a_retried_post_is_stored_and_delivered_once() {
     }
     assert_eq!(posted[0], posted[1], "the retry answers the first post");
 
-    let (_, list) = send(
-        &node,
-        reqwest::Method::GET,
-        &format!("/messaging-api/v1/threadmessages/{thread_id}"),
-        &host.token,
-        None,
-    )
-    .await;
-    let contents: Vec<&str> = list["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let contents = contents(&node, &host, &thread_id).await;
     assert_eq!(contents, vec!["only once", "from the socket"]);
     assert_eq!(next_message(&mut watcher).await, (1, "only once".into()));
     assert_eq!(
@@ -620,20 +625,7 @@ async fn a_post_whose_commit_is_unconfirmed_is_answered_as_unknown_and_its_retry
     let (status, unknown) = post(&node, &host, &thread_id, "unkeyed").await;
     assert_eq!(status, 500);
     assert_eq!(unknown["message"], "errMsg_outcomeUnknown", "{unknown}");
-    let (_, list) = send(
-        &node,
-        reqwest::Method::GET,
-        &format!("/messaging-api/v1/threadmessages/{thread_id}"),
-        &host.token,
-        None,
-    )
-    .await;
-    let contents: Vec<&str> = list["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let contents = contents(&node, &host, &thread_id).await;
     assert_eq!(contents, vec!["sent into the dark", "received", "unkeyed"]);
 }
 

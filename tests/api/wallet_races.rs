@@ -768,18 +768,7 @@ async fn a_payment_whose_batch_fails_moves_nothing_and_its_retry_succeeds_once()
 
     node.faults.fail_next_batches(1);
     let failed = evg.pay(&payor, &payee.evg_id, "40", &request_id).await;
-    assert_eq!(
-        failed.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{failed:?}"
-    );
-    assert_eq!(
-        failed.body,
-        json!({"meta": {
-            "status": "error",
-            "message": "An unexpected error occurred; nothing was changed.",
-        }})
-    );
+    assert_nothing_changed(&failed);
     assert_eq!(evg.balances(&payor).await, (100, 100));
     assert_eq!(evg.balances(&payee).await, (0, 0));
     let ledger = Ledger::open(&node).await;
@@ -801,8 +790,8 @@ async fn a_payment_whose_batch_fails_moves_nothing_and_its_retry_succeeds_once()
     assert_ledger_balances(&node).await;
 }
 
-/// The answer to a payment whose commit the node could not settle: the outcome is not known.
-fn assert_unknown(answer: &Answer) {
+/// A 500 with this message in Evergreen's `meta`.
+fn assert_500(answer: &Answer, message: &str) {
     assert_eq!(
         answer.status,
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -810,28 +799,22 @@ fn assert_unknown(answer: &Answer) {
     );
     assert_eq!(
         answer.body,
-        json!({"meta": {
-            "status": "error",
-            "message": "The outcome is not known: the change may have been made. Repeat the \
-                        request with the same request_id to learn it.",
-        }})
+        json!({"meta": {"status": "error", "message": message}})
+    );
+}
+
+/// The answer to a payment whose commit the node could not settle: the outcome is not known.
+fn assert_unknown(answer: &Answer) {
+    assert_500(
+        answer,
+        "The outcome is not known: the change may have been made. Repeat the request with the \
+         same request_id to learn it.",
     );
 }
 
 /// The answer to a payment whose batch failed for certain.
 fn assert_nothing_changed(answer: &Answer) {
-    assert_eq!(
-        answer.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{answer:?}"
-    );
-    assert_eq!(
-        answer.body,
-        json!({"meta": {
-            "status": "error",
-            "message": "An unexpected error occurred; nothing was changed.",
-        }})
-    );
+    assert_500(answer, "An unexpected error occurred; nothing was changed.");
 }
 
 /// The node's count of journal commit attempts with this result.
