@@ -103,9 +103,18 @@ impl JournalFaults {
 pub struct SqlJournal {
     db: Db,
     faults: Arc<JournalFaults>,
-    /// The last attempt's transaction, on PostgreSQL: what to ask about it if its commit is
+    /// How far the last attempt got: what to answer, or on PostgreSQL to ask, if its commit is
     /// unconfirmed (`resolve_unconfirmed`).
-    last_attempt: std::sync::Mutex<Option<PgAttempt>>,
+    last_attempt: std::sync::Mutex<Stage>,
+}
+
+/// How far a batch's attempt got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stage {
+    /// Its COMMIT was not sent: given up on here, it rolls back whatever it wrote.
+    Writing,
+    /// Its COMMIT may have been sent; on PostgreSQL, the transaction to ask about.
+    Committing(Option<PgAttempt>),
 }
 
 /// A batch's transaction on PostgreSQL: its id (`xid8`, as text), the session running it, and
@@ -123,13 +132,13 @@ impl SqlJournal {
         SqlJournal {
             db,
             faults,
-            last_attempt: std::sync::Mutex::new(None),
+            last_attempt: std::sync::Mutex::new(Stage::Writing),
         }
     }
 
-    fn remember(&self, attempt: Option<PgAttempt>) {
+    fn remember(&self, stage: Stage) {
         if let Ok(mut last) = self.last_attempt.lock() {
-            *last = attempt;
+            *last = stage;
         }
     }
 
@@ -271,7 +280,7 @@ fn failed(error: sqlx::Error) -> CommitError {
 impl<E: Persist> JournalStore<E> for SqlJournal {
     #[tracing::instrument(name = "journal_commit", skip_all, fields(submissions = batch.len()))]
     async fn commit(&self, batch: &[Submission<E>]) -> Result<(), CommitError> {
-        self.remember(None);
+        self.remember(Stage::Writing);
         // PostgreSQL: a shared lock on each epoch row makes an activation elsewhere wait for this
         // batch (then raise the epoch), so a stale batch can never commit after it. SQLite has
         // one writer at a time (the batch takes the write lock when it begins), which gives the
@@ -287,14 +296,9 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
         let keys: Vec<(&str, &str)> = epochs.keys().copied().collect();
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(failed)?;
-            // Which transaction this is, before anything can make it wait (the epochs' locks):
-            // a commit given up on can then still be resolved.
-            let attempt = tx.attempt().await.map_err(failed)?;
-            self.remember(attempt.map(|attempt| PgAttempt {
-                witness: witness(batch),
-                ..attempt
-            }));
-            let rows = tx.read_epochs(&keys).await.map_err(failed)?;
+            // The first statement also says which transaction this is (PostgreSQL): if it
+            // waits on a lock and is given up on, no COMMIT was sent, so nothing needs asking.
+            let Epochs { rows, attempt } = tx.read_epochs(&keys).await.map_err(failed)?;
             let stored: HashMap<(&str, &str), i64> = rows
                 .iter()
                 .map(|(kind, id, epoch)| ((kind.as_str(), id.as_str()), *epoch))
@@ -327,6 +331,11 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
                 }
             }
             staged.flush(to_tx(&mut tx)).await.map_err(failed)?;
+            // From here a COMMIT may be on its way.
+            self.remember(Stage::Committing(attempt.map(|attempt| PgAttempt {
+                witness: witness(batch),
+                ..attempt
+            })));
             if injected || lost {
                 // Everything was written; rolling back now is exactly a commit that failed.
                 tx.rollback().await.map_err(failed)?;
@@ -353,10 +362,18 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
         Ok(())
     }
 
-    /// On PostgreSQL, from the transaction's status (`pg_xact_status`), asked again every
+    /// An attempt given up on before its COMMIT was sent never commits: `Some(false)`. After,
+    /// on PostgreSQL, from the transaction's status (`pg_xact_status`), asked again every
     /// 20 ms until it is final; the writer bounds the wait. SQLite has no such record: `None`.
     async fn resolve_unconfirmed(&self) -> Option<bool> {
-        let attempt = self.last_attempt.lock().ok()?.take()?;
+        let stage = std::mem::replace(
+            &mut *self.last_attempt.lock().ok()?,
+            Stage::Committing(None),
+        );
+        let attempt = match stage {
+            Stage::Writing => return Some(false),
+            Stage::Committing(attempt) => attempt?,
+        };
         let Db::Postgres(pool) = &self.db else {
             return None;
         };
@@ -370,56 +387,61 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
     }
 }
 
+/// What a batch's first statement reads.
+struct Epochs {
+    /// Each stored actor's fencing epoch: (kind, id, epoch).
+    rows: Vec<(String, String, i64)>,
+    /// On PostgreSQL the transaction's id and session, read with the epochs: no round trip of
+    /// its own (BENCHMARKS.md §3). `None` on SQLite, or when no actor's epoch was read (a
+    /// batch without actors has no idempotency record to witness its commit by, and one
+    /// whose actors have none is fenced).
+    attempt: Option<PgAttempt>,
+}
+
 /// Each actor's stored fencing epoch, in the batch's transaction.
 trait ReadEpochs {
     fn read_epochs(
         &mut self,
         keys: &[(&str, &str)],
-    ) -> impl std::future::Future<Output = Result<Vec<(String, String, i64)>, sqlx::Error>> + Send;
-
-    /// On PostgreSQL the transaction's id and session; `None` on SQLite.
-    fn attempt(
-        &mut self,
-    ) -> impl std::future::Future<Output = Result<Option<PgAttempt>, sqlx::Error>> + Send;
+    ) -> impl std::future::Future<Output = Result<Epochs, sqlx::Error>> + Send;
 }
 
 /// The epochs on PostgreSQL, locked `FOR SHARE`: the actors travel as two arrays (one statement
 /// shape whatever the batch), and each row is found through the primary key. The `LIMIT`
 /// keeps the planner from turning the lateral subquery into a join it could hash, which would
-/// read (and lock-check) the whole table whenever its statistics lag behind.
-const PG_EPOCHS: &str = "SELECT v.kind, v.actor_id, e.epoch \
+/// read (and lock-check) the whole table whenever its statistics lag behind. Each row also
+/// carries the transaction's id and session (`PgAttempt`): the locks give the transaction its
+/// id anyway.
+const PG_EPOCHS: &str = "SELECT v.kind, v.actor_id, e.epoch, \
+       pg_current_xact_id()::text, pg_backend_pid() \
      FROM UNNEST($1::text[], $2::text[]) AS v(kind, actor_id) \
      CROSS JOIN LATERAL (SELECT epoch FROM actor_epochs a \
          WHERE a.kind = v.kind AND a.actor_id = v.actor_id LIMIT 1 FOR SHARE) AS e";
 
 impl ReadEpochs for sqlx::Transaction<'_, sqlx::Postgres> {
-    async fn read_epochs(
-        &mut self,
-        keys: &[(&str, &str)],
-    ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    async fn read_epochs(&mut self, keys: &[(&str, &str)]) -> Result<Epochs, sqlx::Error> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Epochs {
+                rows: Vec::new(),
+                attempt: None,
+            });
         }
         let (kinds, ids): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
-        sqlx::query_as(PG_EPOCHS)
+        let read: Vec<(String, String, i64, String, i32)> = sqlx::query_as(PG_EPOCHS)
             .bind(kinds)
             .bind(ids)
             .fetch_all(&mut **self)
-            .await
-    }
-
-    /// A round trip a batch (BENCHMARKS.md §3 measures it). The id itself costs nothing
-    /// more: every batch writes, and so gets one anyway.
-    async fn attempt(&mut self) -> Result<Option<PgAttempt>, sqlx::Error> {
-        let (xid, pid): (String, i32) =
-            sqlx::query_as("SELECT pg_current_xact_id()::text, pg_backend_pid()")
-                .fetch_one(&mut **self)
-                .await?;
-        Ok(Some(PgAttempt {
-            xid,
-            pid,
+            .await?;
+        let attempt = read.first().map(|(_, _, _, xid, pid)| PgAttempt {
+            xid: xid.clone(),
+            pid: *pid,
             witness: None,
-        }))
+        });
+        let rows = read
+            .into_iter()
+            .map(|(kind, id, epoch, _, _)| (kind, id, epoch))
+            .collect();
+        Ok(Epochs { rows, attempt })
     }
 }
 
@@ -438,10 +460,8 @@ fn sqlite_epochs<'a>(
 }
 
 impl ReadEpochs for sqlx::Transaction<'_, sqlx::Sqlite> {
-    async fn read_epochs(
-        &mut self,
-        keys: &[(&str, &str)],
-    ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    /// SQLite keeps no record of a transaction to ask about later: no attempt.
+    async fn read_epochs(&mut self, keys: &[(&str, &str)]) -> Result<Epochs, sqlx::Error> {
         let mut rows = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(EPOCHS_PER_STATEMENT) {
             let read: Vec<(String, String, i64)> = sqlite_epochs("", chunk)
@@ -451,12 +471,10 @@ impl ReadEpochs for sqlx::Transaction<'_, sqlx::Sqlite> {
                 .await?;
             rows.extend(read);
         }
-        Ok(rows)
-    }
-
-    /// SQLite keeps no record of a transaction to ask about later.
-    async fn attempt(&mut self) -> Result<Option<PgAttempt>, sqlx::Error> {
-        Ok(None)
+        Ok(Epochs {
+            rows,
+            attempt: None,
+        })
     }
 }
 
@@ -511,7 +529,7 @@ mod tests {
                     .await
                     .unwrap();
                 let mut tx = pool.begin_write().await.unwrap();
-                let read = tx.read_epochs(&keys).await.unwrap();
+                let read = tx.read_epochs(&keys).await.unwrap().rows;
                 (plans::text(plan, |(line,)| line), read)
             }
             Db::Sqlite(pool) => {
@@ -523,7 +541,7 @@ mod tests {
                         .await
                         .unwrap();
                 let mut tx = pool.begin_write().await.unwrap();
-                let read = tx.read_epochs(&keys).await.unwrap();
+                let read = tx.read_epochs(&keys).await.unwrap().rows;
                 (plans::text(plan, |row| row.3), read)
             }
         };

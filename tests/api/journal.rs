@@ -387,9 +387,8 @@ async fn a_batch_the_database_does_not_finish_in_time_fails_and_its_retry_applie
     // A batch whose transaction cannot finish (here another client holds the write lock it
     // needs; a database behind a cut network looks the same) is given up after
     // JOURNAL_COMMIT_TIMEOUT_MS: its command is answered as failed instead of waiting for the
-    // database however long, and nothing of it is kept. On PostgreSQL the node ends the
-    // batch's session and reads that its transaction rolled back, so the answer says nothing
-    // was changed; SQLite cannot say, so the answer says the outcome is not known.
+    // database however long, and nothing of it is kept. It was given up on before its COMMIT
+    // was sent, so it can never commit: the answer says nothing was changed, on both engines.
     let node = spawn_node_with(|s| s.journal_commit_timeout_ms = 300).await;
     let user = node.user().await;
     assert_eq!(
@@ -400,34 +399,91 @@ async fn a_batch_the_database_does_not_finish_in_time_fails_and_its_retry_applie
     let started = std::time::Instant::now();
     let stuck = deposit(&node, &user.token, "stuck", "5").await;
     let waited = started.elapsed();
-    assert_eq!(stuck.status(), 500);
-    let body: Value = stuck.json().await.unwrap();
-    assert_eq!(body["meta"]["status"], "error", "{body}");
-    let said = body["meta"]["message"].as_str().unwrap();
-    if node.database_url.starts_with("postgres") {
-        assert_eq!(said, "An unexpected error occurred; nothing was changed.");
-    } else {
-        assert!(said.starts_with("The outcome is not known"), "{said}");
-    }
+    assert_nothing_changed(stuck).await;
     assert!(
         waited < std::time::Duration::from_secs(3),
         "answered after {waited:?}"
     );
     drop(blocker);
-    let retried = deposit(&node, &user.token, "stuck", "5").await;
+    assert_retry_applies_once(&node, &user.token).await;
+}
+
+/// An Evergreen 500 that says the change was not made.
+async fn assert_nothing_changed(response: reqwest::Response) {
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["meta"]["status"], "error", "{body}");
+    assert_eq!(
+        body["meta"]["message"], "An unexpected error occurred; nothing was changed.",
+        "{body}"
+    );
+}
+
+/// After a deposit `stuck` of 5 failed on top of `first`'s 10: its retry applies it once, a
+/// second retry is the stored reply, and the batch counted as unconfirmed.
+async fn assert_retry_applies_once(node: &TestNode, token: &str) {
+    let retried = deposit(node, token, "stuck", "5").await;
     assert_eq!(retried.status(), 200);
     let retried: Value = retried.json().await.unwrap();
-    let again: Value = deposit(&node, &user.token, "stuck", "5")
+    let again: Value = deposit(node, token, "stuck", "5")
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(again, retried);
-    assert_eq!(wallet_balance(&node, &user.token).await, "15");
-    assert_ledger_balanced(&node).await;
+    assert_eq!(wallet_balance(node, token).await, "15");
+    assert_ledger_balanced(node).await;
     let text = node.metrics().await;
     assert!(
         metric(&text, "node_journal_batches_total{result=\"unconfirmed\"}") >= 1.0,
         "{text}"
     );
+}
+
+#[actix_web::test]
+async fn a_commit_that_does_not_finish_in_time_is_settled_by_ending_its_session() {
+    // PostgreSQL only: a COMMIT that waits. The test's database checks idempotency keys at
+    // COMMIT (a deferred primary key), and another client holds an uncommitted record under
+    // the key the deposit will write, so the deposit's COMMIT waits for that client. The node
+    // gives up after JOURNAL_COMMIT_TIMEOUT_MS with its COMMIT sent: the batch might still
+    // commit. It ends the batch's session, reads that the transaction rolled back, and says
+    // nothing was changed. Without the session ended the transaction would stay in progress
+    // and the answer would be that the outcome is not known. SQLite checks every key at once.
+    let node = spawn_node_with(|s| s.journal_commit_timeout_ms = 300).await;
+    if !node.database_url.starts_with("postgres") {
+        return;
+    }
+    use sqlx::{Connection, Executor};
+    let user = node.user().await;
+    assert_eq!(
+        deposit(&node, &user.token, "first", "10").await.status(),
+        200
+    );
+    let mut blocker = sqlx::PgConnection::connect(&node.database_url)
+        .await
+        .unwrap();
+    blocker
+        .execute(
+            "ALTER TABLE idempotency DROP CONSTRAINT idempotency_pkey, \
+             ADD PRIMARY KEY (kind, actor_id, key) DEFERRABLE INITIALLY DEFERRED",
+        )
+        .await
+        .unwrap();
+    blocker.execute("BEGIN").await.unwrap();
+    // The key the deposit's record will have (`evergreen::request_key`), in its wallet.
+    let key = node::wallets::fingerprint("request_id", &(user.id.as_str(), "stuck"));
+    sqlx::query(
+        "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, created_at) \
+         VALUES ('wallet', $1, $2, 'another', ''::bytea, 0)",
+    )
+    .bind(&user.id)
+    .bind(&key)
+    .execute(&mut blocker)
+    .await
+    .unwrap();
+    let stuck = deposit(&node, &user.token, "stuck", "5").await;
+    assert_nothing_changed(stuck).await;
+    blocker.execute("ROLLBACK").await.unwrap();
+    blocker.close().await.unwrap();
+    assert_retry_applies_once(&node, &user.token).await;
 }
