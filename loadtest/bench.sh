@@ -62,8 +62,15 @@ echo "=== building (release)"
 cargo build --release -p node -p loadtest
 NODE_BIN="$TARGET_DIR/release/node"
 # An older build to compare with: each node run is then preceded by the same run against it,
-# labelled BACKEND-base…, so the two alternate on the same machine within minutes.
+# labelled BACKEND-base…, so the two alternate on the same machine within minutes. Build it in
+# a checkout with a target directory of its own: cargo names a workspace's units by their
+# paths within it, so an older checkout built into this target directory is taken for this
+# one, and the build above then finds nothing to do when the sources are older than it.
 BASELINE_BIN="${BENCH_BASELINE_BIN:-}"
+if [ -n "$BASELINE_BIN" ] && cmp -s "$BASELINE_BIN" "$NODE_BIN"; then
+  echo "FATAL: the baseline $BASELINE_BIN is the same binary as $NODE_BIN" >&2
+  exit 1
+fi
 LOADTEST_BIN="$TARGET_DIR/release/loadtest"
 mkdir -p "$REPORT_DIR"
 # Idle connections need file descriptors on both ends: as many as the hard limit allows (the
