@@ -161,10 +161,11 @@ pub struct Settings {
 
     /// Longest one batch's transaction may take, in milliseconds, before the writer gives up
     /// on it: a database that stops answering (a cut network drops packets silently) fails
-    /// commands instead of holding them until TCP gives up, many minutes later. On PostgreSQL
-    /// the writer then spends up to as long again asking what became of the transaction and
-    /// answers accordingly; otherwise its commands fail as of unknown outcome (each can be
-    /// retried with its key).
+    /// commands instead of holding them until TCP gives up, many minutes later. Given up on
+    /// before its COMMIT went out, the batch simply failed. After, on PostgreSQL the writer
+    /// spends up to as long again asking what became of the transaction and answers
+    /// accordingly; otherwise its commands fail as of unknown outcome (each can be retried
+    /// with its key).
     #[arg(long, env = "JOURNAL_COMMIT_TIMEOUT_MS", default_value_t = 10_000)]
     pub journal_commit_timeout_ms: u64,
 

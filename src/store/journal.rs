@@ -108,14 +108,19 @@ pub struct SqlJournal {
     last_attempt: std::sync::Mutex<Stage>,
 }
 
-/// How far a batch's attempt got.
+/// How far a batch's attempt got, and on PostgreSQL its transaction once known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Stage {
-    /// Its COMMIT was not sent: given up on here, it rolls back whatever it wrote.
-    Writing,
+    /// Its COMMIT was not sent: given up on here, it never commits. Its transaction is rolled
+    /// back once the statement it waits in returns; on PostgreSQL its session is ended
+    /// sooner, so that it does not hold its locks and a journal connection until then.
+    Writing(Option<PgAttempt>),
     /// Its COMMIT may have been sent; on PostgreSQL, the transaction to ask about.
     Committing(Option<PgAttempt>),
 }
+
+/// How long ending the session of a batch given up on before its COMMIT may take.
+const END_SESSION_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A batch's transaction on PostgreSQL: its id (`xid8`, as text), the session running it, and
 /// one idempotency record it writes (kind, actor, key), if any, to tell its commit from
@@ -132,7 +137,7 @@ impl SqlJournal {
         SqlJournal {
             db,
             faults,
-            last_attempt: std::sync::Mutex::new(Stage::Writing),
+            last_attempt: std::sync::Mutex::new(Stage::Writing(None)),
         }
     }
 
@@ -147,17 +152,7 @@ impl SqlJournal {
     /// transaction rolls back unless its COMMIT already went through. `None` while it cannot
     /// be asked (the database is unreachable) or the transaction is still in progress.
     async fn settled(pool: &sqlx::PgPool, attempt: &PgAttempt) -> Option<bool> {
-        // `backend_xid` makes sure the session is still this transaction's: a session id is
-        // reused once its session ends.
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE pid = $1 AND backend_xid = $2::xid8::xid",
-        )
-        .bind(attempt.pid)
-        .bind(&attempt.xid)
-        .execute(pool)
-        .await
-        .ok()?;
+        Self::end_session(pool, attempt).await.ok()?;
         let status = sqlx::query_scalar::<_, Option<String>>("SELECT pg_xact_status($1::xid8)")
             .bind(&attempt.xid)
             .fetch_one(pool)
@@ -180,6 +175,21 @@ impl SqlJournal {
             // In progress, or too old to tell.
             Ok(_) => None,
         }
+    }
+
+    /// End the attempt's session if it is still in the attempt's transaction, which then rolls
+    /// back unless its COMMIT already went through. `backend_xid` makes sure the session is
+    /// still this transaction's: a session id is reused once its session ends.
+    async fn end_session(pool: &sqlx::PgPool, attempt: &PgAttempt) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE pid = $1 AND backend_xid = $2::xid8::xid",
+        )
+        .bind(attempt.pid)
+        .bind(&attempt.xid)
+        .execute(pool)
+        .await
+        .map(|_| ())
     }
 
     /// Whether a committed transaction with the attempt's id was the attempt: a crash can
@@ -280,7 +290,7 @@ fn failed(error: sqlx::Error) -> CommitError {
 impl<E: Persist> JournalStore<E> for SqlJournal {
     #[tracing::instrument(name = "journal_commit", skip_all, fields(submissions = batch.len()))]
     async fn commit(&self, batch: &[Submission<E>]) -> Result<(), CommitError> {
-        self.remember(Stage::Writing);
+        self.remember(Stage::Writing(None));
         // PostgreSQL: a shared lock on each epoch row makes an activation elsewhere wait for this
         // batch (then raise the epoch), so a stale batch can never commit after it. SQLite has
         // one writer at a time (the batch takes the write lock when it begins), which gives the
@@ -299,6 +309,7 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             // The first statement also says which transaction this is (PostgreSQL): if it
             // waits on a lock and is given up on, no COMMIT was sent, so nothing needs asking.
             let Epochs { rows, attempt } = tx.read_epochs(&keys).await.map_err(failed)?;
+            self.remember(Stage::Writing(attempt.clone()));
             let stored: HashMap<(&str, &str), i64> = rows
                 .iter()
                 .map(|(kind, id, epoch)| ((kind.as_str(), id.as_str()), *epoch))
@@ -362,7 +373,8 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
         Ok(())
     }
 
-    /// An attempt given up on before its COMMIT was sent never commits: `Some(false)`. After,
+    /// An attempt given up on before its COMMIT was sent never commits: `Some(false)` (on
+    /// PostgreSQL its session is ended meanwhile, if its transaction is known). After,
     /// on PostgreSQL, from the transaction's status (`pg_xact_status`), asked again every
     /// 20 ms until it is final; the writer bounds the wait. SQLite has no such record: `None`.
     async fn resolve_unconfirmed(&self) -> Option<bool> {
@@ -371,7 +383,26 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
             Stage::Committing(None),
         );
         let attempt = match stage {
-            Stage::Writing => return Some(false),
+            Stage::Writing(attempt) => {
+                // Certain whatever the cleanup does, so the answer does not wait for it.
+                if let (Some(attempt), Db::Postgres(pool)) = (attempt, &self.db) {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let ended = tokio::time::timeout(
+                            END_SESSION_WITHIN,
+                            Self::end_session(&pool, &attempt),
+                        )
+                        .await;
+                        if !matches!(ended, Ok(Ok(()))) {
+                            tracing::warn!(
+                                xid = %attempt.xid,
+                                "could not end the session of a batch given up on"
+                            );
+                        }
+                    });
+                }
+                return Some(false);
+            }
             Stage::Committing(attempt) => attempt?,
         };
         let Db::Postgres(pool) = &self.db else {

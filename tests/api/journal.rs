@@ -203,6 +203,51 @@ enum WriteBlocker {
     Postgres(#[allow(dead_code)] sqlx::PgConnection),
 }
 
+impl WriteBlocker {
+    /// The blocking session's id, on PostgreSQL.
+    async fn postgres_pid(&mut self) -> Option<i32> {
+        match self {
+            WriteBlocker::Sqlite(_) => None,
+            WriteBlocker::Postgres(conn) => Some(session_id(conn).await),
+        }
+    }
+}
+
+async fn session_id(conn: &mut sqlx::PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// PostgreSQL: waits, at most [`WAIT`], until no session of the database but `except` is in
+/// a transaction that has written (holds an id). A batch the node gave up on must be ended,
+/// not left waiting to commit, or roll back, whenever what it waits for lets go.
+async fn until_no_writing_session_but(database_url: &str, except: i32) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(database_url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND pid <> $1",
+        )
+        .bind(except)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} sessions are still in a transaction the node gave up on"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    admin.close().await.unwrap();
+}
+
 async fn block_writes(database_url: &str) -> WriteBlocker {
     use sqlx::{Connection, Executor};
     if database_url.starts_with("postgres") {
@@ -389,13 +434,15 @@ async fn a_batch_the_database_does_not_finish_in_time_fails_and_its_retry_applie
     // JOURNAL_COMMIT_TIMEOUT_MS: its command is answered as failed instead of waiting for the
     // database however long, and nothing of it is kept. It was given up on before its COMMIT
     // was sent, so it can never commit: the answer says nothing was changed, on both engines.
+    // On PostgreSQL its session is ended too, so it does not hold its locks and a journal
+    // connection until the blocker lets go.
     let node = spawn_node_with(|s| s.journal_commit_timeout_ms = 300).await;
     let user = node.user().await;
     assert_eq!(
         deposit(&node, &user.token, "first", "10").await.status(),
         200
     );
-    let blocker = block_writes(&node.database_url).await;
+    let mut blocker = block_writes(&node.database_url).await;
     let started = std::time::Instant::now();
     let stuck = deposit(&node, &user.token, "stuck", "5").await;
     let waited = started.elapsed();
@@ -404,6 +451,9 @@ async fn a_batch_the_database_does_not_finish_in_time_fails_and_its_retry_applie
         waited < std::time::Duration::from_secs(3),
         "answered after {waited:?}"
     );
+    if let Some(pid) = blocker.postgres_pid().await {
+        until_no_writing_session_but(&node.database_url, pid).await;
+    }
     drop(blocker);
     assert_retry_applies_once(&node, &user.token).await;
 }
@@ -483,6 +533,9 @@ async fn a_commit_that_does_not_finish_in_time_is_settled_by_ending_its_session(
     .unwrap();
     let stuck = deposit(&node, &user.token, "stuck", "5").await;
     assert_nothing_changed(stuck).await;
+    // Ended, not merely said to be: a session left in its COMMIT would commit the deposit
+    // as soon as the blocker rolls back, after the caller was told nothing was changed.
+    until_no_writing_session_but(&node.database_url, session_id(&mut blocker).await).await;
     blocker.execute("ROLLBACK").await.unwrap();
     blocker.close().await.unwrap();
     assert_retry_applies_once(&node, &user.token).await;
