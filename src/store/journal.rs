@@ -655,4 +655,68 @@ mod tests {
             CommitError::Failed(_)
         ));
     }
+
+    /// What PostgreSQL says of a transaction, as `settled` reads it: a committed one whose
+    /// witness carries its id as `xmin` committed; one that rolled back, one whose witness
+    /// another transaction wrote (an id handed out again after a crash), and one "in the
+    /// future" (the server recovered to before it) did not; one without a witness cannot be
+    /// told. SQLite keeps no such record, so the test is PostgreSQL's alone.
+    #[tokio::test]
+    async fn an_unconfirmed_transaction_is_read_as_what_postgresql_recorded() {
+        let (_dir, db) = crate::store::test_db().await;
+        let Db::Postgres(pool) = &db else {
+            return;
+        };
+        // One transaction that writes a record and commits, one that writes and rolls back.
+        async fn run(pool: &sqlx::PgPool, key: &str, commit: bool) -> PgAttempt {
+            let mut tx = pool.begin().await.unwrap();
+            let (xid, pid): (String, i32) =
+                sqlx::query_as("SELECT pg_current_xact_id()::text, pg_backend_pid()")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+            sqlx::query(
+                "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, created_at) \
+                 VALUES ('wallet', 'u', $1, 'f', ''::bytea, 0)",
+            )
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            if commit {
+                tx.commit().await.unwrap();
+            } else {
+                tx.rollback().await.unwrap();
+            }
+            PgAttempt {
+                xid,
+                pid,
+                witness: Some(("wallet".into(), "u".into(), key.into())),
+            }
+        }
+        let committed = run(pool, "kept", true).await;
+        assert_eq!(SqlJournal::settled(pool, &committed).await, Some(true));
+
+        let rolled_back = run(pool, "dropped", false).await;
+        assert_eq!(SqlJournal::settled(pool, &rolled_back).await, Some(false));
+
+        let reused = PgAttempt {
+            witness: Some(("wallet".into(), "u".into(), "never written".into())),
+            ..committed.clone()
+        };
+        assert_eq!(SqlJournal::settled(pool, &reused).await, Some(false));
+
+        let unwitnessed = PgAttempt {
+            witness: None,
+            ..committed.clone()
+        };
+        assert_eq!(SqlJournal::settled(pool, &unwitnessed).await, None);
+
+        let next: i64 = committed.xid.parse().unwrap();
+        let future = PgAttempt {
+            xid: (next + 1_000_000).to_string(),
+            ..committed
+        };
+        assert_eq!(SqlJournal::settled(pool, &future).await, Some(false));
+    }
 }
