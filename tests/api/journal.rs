@@ -25,20 +25,33 @@ async fn journal_connections(database_url: &str) -> Option<i64> {
     Some(count)
 }
 
-/// Waits, at most [`WAIT`], until the journal writer holds no connection of its own (at
-/// once on SQLite, where it has none).
-async fn until_journal_disconnects(database_url: &str) {
+/// Waits, at most [`WAIT`], until `count` says none are left (or, with `None`, that there is
+/// nothing to count on this engine); fails naming `what` is left.
+async fn until_none_left<F, Fut>(what: &str, mut count: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<i64>>,
+{
     let deadline = tokio::time::Instant::now() + WAIT;
-    while let Some(open) = journal_connections(database_url).await {
-        if open == 0 {
+    while let Some(left) = count().await {
+        if left == 0 {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the journal writer still holds {open} connections"
+            "{left} {what} still left"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until the journal writer holds no connection of its own (at once on SQLite, where
+/// it has none).
+async fn until_journal_disconnects(database_url: &str) {
+    until_none_left("journal writer connections", || {
+        journal_connections(database_url)
+    })
+    .await;
 }
 
 /// The node's ledger, read from its database: EVG sums to zero and no balance is below
@@ -220,32 +233,31 @@ async fn session_id(conn: &mut sqlx::PgConnection) -> i32 {
         .unwrap()
 }
 
-/// PostgreSQL: waits, at most [`WAIT`], until no session of the database but `except` is in
-/// a transaction that has written (holds an id). A batch the node gave up on must be ended,
-/// not left waiting to commit, or roll back, whenever what it waits for lets go.
-async fn until_no_writing_session_but(database_url: &str, except: i32) {
+/// PostgreSQL: how many sessions of the database but `except` are in a transaction that has
+/// written (holds an id).
+async fn writing_sessions_but(database_url: &str, except: i32) -> Option<i64> {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(database_url).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let open: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND pid <> $1",
-        )
-        .bind(except)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-        if open == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{open} sessions are still in a transaction the node gave up on"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let open = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND pid <> $1",
+    )
+    .bind(except)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
     admin.close().await.unwrap();
+    Some(open)
+}
+
+/// PostgreSQL: waits until no session but `except` is in a transaction that has written. A
+/// batch the node gave up on must be ended, not left waiting to commit, or roll back,
+/// whenever what it waits for lets go.
+async fn until_no_writing_session_but(database_url: &str, except: i32) {
+    until_none_left("sessions in a transaction the node gave up on", || {
+        writing_sessions_but(database_url, except)
+    })
+    .await;
 }
 
 async fn block_writes(database_url: &str) -> WriteBlocker {
