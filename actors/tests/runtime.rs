@@ -652,25 +652,11 @@ async fn idempotent_retries_get_the_first_answer() {
         replies.push(copy.answer().await);
     }
     // Retry after commit.
-    replies.push(
-        within(
-            10,
-            h.registry
-                .ask("i".into(), keyed(Cmd::Deposit(7), "k1", "deposit-7")),
-        )
-        .await,
-    );
+    replies.push(ask_request(&h.registry, "i", keyed(Cmd::Deposit(7), "k1", "deposit-7")).await);
     // Retry after passivation: the store answers, without activating the actor.
     wait_until_empty(&h.registry).await;
     let loads = h.store.loads("i");
-    replies.push(
-        within(
-            10,
-            h.registry
-                .ask("i".into(), keyed(Cmd::Deposit(7), "k1", "deposit-7")),
-        )
-        .await,
-    );
+    replies.push(ask_request(&h.registry, "i", keyed(Cmd::Deposit(7), "k1", "deposit-7")).await);
     assert_eq!(
         h.store.loads("i"),
         loads,
@@ -687,12 +673,7 @@ async fn idempotent_retries_get_the_first_answer() {
 
     // The key with a different request: refused, from the store ...
     assert_eq!(
-        within(
-            10,
-            h.registry
-                .ask("i".into(), keyed(Cmd::Deposit(8), "k1", "deposit-8"))
-        )
-        .await,
+        ask_request(&h.registry, "i", keyed(Cmd::Deposit(8), "k1", "deposit-8")).await,
         Err(ActorError::KeyReused)
     );
     // ... and from the actor's memory while the first use is in flight.
@@ -707,10 +688,10 @@ async fn idempotent_retries_get_the_first_answer() {
     // Its batch is being committed (held), so the key is in flight.
     h.store.entered(entered + 1).await;
     assert_eq!(
-        within(
-            10,
-            h.registry
-                .ask("i".into(), keyed(Cmd::Withdraw(1), "k2", "withdraw-1"))
+        ask_request(
+            &h.registry,
+            "i",
+            keyed(Cmd::Withdraw(1), "k2", "withdraw-1")
         )
         .await,
         Err(ActorError::KeyReused)
@@ -724,20 +705,20 @@ async fn idempotent_retries_get_the_first_answer() {
         wanted: 9,
     };
     assert_eq!(
-        within(
-            10,
-            h.registry
-                .ask("i".into(), keyed(Cmd::Withdraw(9), "k3", "withdraw-9"))
+        ask_request(
+            &h.registry,
+            "i",
+            keyed(Cmd::Withdraw(9), "k3", "withdraw-9")
         )
         .await,
         Ok(refused.clone())
     );
     assert!(ask(&h.registry, "i", Cmd::Deposit(100)).await.is_ok());
     assert_eq!(
-        within(
-            10,
-            h.registry
-                .ask("i".into(), keyed(Cmd::Withdraw(9), "k3", "withdraw-9"))
+        ask_request(
+            &h.registry,
+            "i",
+            keyed(Cmd::Withdraw(9), "k3", "withdraw-9")
         )
         .await,
         Ok(refused)
@@ -796,21 +777,11 @@ async fn passivation_does_not_drop_a_waiting_duplicate() {
 async fn a_key_whose_attempt_failed_runs_once_on_retry() {
     let h = default_harness();
     h.store.fail_next(1);
-    let first = within(
-        10,
-        h.registry
-            .ask("r".into(), keyed(Cmd::Deposit(3), "k", "deposit-3")),
-    )
-    .await;
+    let first = ask_request(&h.registry, "r", keyed(Cmd::Deposit(3), "k", "deposit-3")).await;
     assert!(is_not_stored(&first), "{first:?}");
     for _ in 0..2 {
         assert_eq!(
-            within(
-                10,
-                h.registry
-                    .ask("r".into(), keyed(Cmd::Deposit(3), "k", "deposit-3"))
-            )
-            .await,
+            ask_request(&h.registry, "r", keyed(Cmd::Deposit(3), "k", "deposit-3")).await,
             Ok(Reply::Balance(3))
         );
     }
@@ -1055,12 +1026,7 @@ async fn an_unconfirmed_batch_is_answered_as_unknown_and_its_retry_learns_the_ou
         Ok(Reply::Balance(1))
     );
     h.store.unconfirm_next(1);
-    let answer = within(
-        10,
-        h.registry
-            .ask("u".into(), keyed(Cmd::Deposit(5), "k1", "5")),
-    )
-    .await;
+    let answer = ask_request(&h.registry, "u", keyed(Cmd::Deposit(5), "k1", "5")).await;
     assert!(
         matches!(answer, Err(ActorError::Unconfirmed(_))),
         "{answer:?}"
@@ -1069,12 +1035,7 @@ async fn an_unconfirmed_batch_is_answered_as_unknown_and_its_retry_learns_the_ou
     // It did commit; the actor was reset and its successor loads it.
     assert_eq!(h.store.deposits("u"), vec![1, 5]);
     assert_eq!(balance(&h.registry, "u").await, 6);
-    let retried = within(
-        10,
-        h.registry
-            .ask("u".into(), keyed(Cmd::Deposit(5), "k1", "5")),
-    )
-    .await;
+    let retried = ask_request(&h.registry, "u", keyed(Cmd::Deposit(5), "k1", "5")).await;
     assert_eq!(retried, Ok(Reply::Balance(6)));
     assert_eq!(h.store.deposits("u"), vec![1, 5]);
     assert!(h.store.duplicate_keys().is_empty());
@@ -1121,12 +1082,7 @@ async fn an_unconfirmed_batch_the_store_resolves_is_settled_as_what_it_was() {
     h.store.set_resolvable(true);
     assert!(ask(&h.registry, "v", Cmd::Deposit(1)).await.is_ok());
     h.store.unconfirm_next(1);
-    let committed = within(
-        10,
-        h.registry
-            .ask("v".into(), keyed(Cmd::Deposit(5), "k1", "5")),
-    )
-    .await;
+    let committed = ask_request(&h.registry, "v", keyed(Cmd::Deposit(5), "k1", "5")).await;
     assert_eq!(committed, Ok(Reply::Balance(6)));
     within(10, h.journal.flush()).await.unwrap();
     assert_eq!(
@@ -1137,23 +1093,13 @@ async fn an_unconfirmed_batch_the_store_resolves_is_settled_as_what_it_was() {
     assert!(h.sink.unconfirmed().is_empty(), "nothing to reload");
 
     h.store.lose_next(1);
-    let lost = within(
-        10,
-        h.registry
-            .ask("v".into(), keyed(Cmd::Deposit(7), "k2", "7")),
-    )
-    .await;
+    let lost = ask_request(&h.registry, "v", keyed(Cmd::Deposit(7), "k2", "7")).await;
     assert!(is_not_stored(&lost), "{lost:?}");
     assert!(h.sink.unconfirmed().is_empty());
     assert_eq!(h.store.deposits("v"), vec![1, 5]);
     assert_eq!(balance(&h.registry, "v").await, 6);
     // Its key is free: the retry runs, once.
-    let retried = within(
-        10,
-        h.registry
-            .ask("v".into(), keyed(Cmd::Deposit(7), "k2", "7")),
-    )
-    .await;
+    let retried = ask_request(&h.registry, "v", keyed(Cmd::Deposit(7), "k2", "7")).await;
     assert_eq!(retried, Ok(Reply::Balance(13)));
     assert_eq!(h.store.deposits("v"), vec![1, 5, 7]);
 }

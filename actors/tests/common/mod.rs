@@ -377,9 +377,7 @@ impl MemStore {
         if every > 0 && attempt % every == 0 {
             return true;
         }
-        self.fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
+        take_one(&self.fail_next)
     }
 }
 
@@ -397,11 +395,7 @@ impl JournalStore<Event> for MemStore {
         if self.should_fail(attempt) {
             return Err(CommitError::Failed("injected commit failure".into()));
         }
-        if self
-            .lose_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
+        if take_one(&self.lose_next) {
             *self.last_unconfirmed.lock().unwrap() = Some(false);
             return Err(CommitError::Unconfirmed(
                 "injected: lost before COMMIT".into(),
@@ -453,11 +447,7 @@ impl JournalStore<Event> for MemStore {
         }
         drop(data);
         self.transactions.fetch_add(1, Ordering::SeqCst);
-        if self
-            .unconfirm_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
+        if take_one(&self.unconfirm_next) {
             *self.last_unconfirmed.lock().unwrap() = Some(true);
             return Err(CommitError::Unconfirmed(
                 "injected: the answer was lost".into(),
@@ -479,11 +469,7 @@ impl Loader<Account> for MemStore {
         let _ = open.wait_for(|open| *open).await;
         let mut data = self.data.lock().unwrap();
         *data.loads.entry(id.clone()).or_insert(0) += 1;
-        if self
-            .fail_loads
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
+        if take_one(&self.fail_loads) {
             return Err("injected load failure".into());
         }
         let epoch = data.epochs.entry(id.clone()).or_insert(0);
@@ -581,6 +567,13 @@ impl Drop for Harness {
     fn drop(&mut self) {
         self.pool.stop();
     }
+}
+
+/// Count one off `counter` if it is above zero: whether an injected fault fires now.
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// Journal settings with a short window so that tests run fast.
@@ -690,7 +683,12 @@ pub async fn send_plain<'a>(registry: &'a AccountRegistry, id: &str, command: Cm
 
 /// Send a command and wait (bounded) for its answer.
 pub async fn ask(registry: &AccountRegistry, id: &str, command: Cmd) -> Answer {
-    within(10, registry.ask(id.to_owned(), Request::plain(command))).await
+    ask_request(registry, id, Request::plain(command)).await
+}
+
+/// Send a request (a keyed one, say) and wait (bounded) for its answer.
+pub async fn ask_request(registry: &AccountRegistry, id: &str, request: Request<Cmd>) -> Answer {
+    within(10, registry.ask(id.to_owned(), request)).await
 }
 
 pub async fn balance(registry: &AccountRegistry, id: &str) -> u64 {
