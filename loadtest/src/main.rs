@@ -4,6 +4,7 @@
 mod chart;
 mod cli;
 mod client;
+mod hold;
 mod procfs;
 mod progress;
 mod report;

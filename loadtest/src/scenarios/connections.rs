@@ -1,11 +1,12 @@
 //! `connections`: open N authenticated WebSocket connections, spread over users (the node
 //! allows 16 per user) and over loopback source addresses (each has its own ephemeral port
-//! range), hold them idle, and read the node's memory and CPU from `/proc/<pid>`.
+//! range), hold them idle, and read the node's memory and CPU from `/proc/<pid>` (the
+//! connections open in two halves; a connection's cost is the second half's, see `hold`).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 
@@ -13,7 +14,7 @@ use crate::client::{Received, Rest, Ws};
 use crate::report::Report;
 use crate::scenarios::Common;
 use crate::stats::{self, Recorder};
-use crate::{procfs, progress, setup, target};
+use crate::{hold, setup, target};
 
 /// Connections one source address is given: below the usual ephemeral range (28,232 ports).
 const PER_SOURCE_MAX: usize = 25_000;
@@ -33,7 +34,7 @@ pub struct ConnectionsArgs {
     /// on the same machine at the same time starts after this one's addresses.
     #[arg(long, default_value_t = target::FIRST_SOURCE)]
     pub first_source: u8,
-    /// How long to hold the connections once all are open.
+    /// How long to hold the connections once all are open, and to wait once half are.
     #[arg(long, default_value_t = 30)]
     pub hold_secs: u64,
     /// The node's process id, to read its memory (VmRSS) and CPU from /proc.
@@ -88,8 +89,6 @@ pub async fn run(common: &Common, mut args: ConnectionsArgs) -> anyhow::Result<R
     rest.health().await?;
     let prefix = crate::client::run_prefix();
     let users = setup::users(&rest, users_needed, &prefix, common.setup_concurrency).await?;
-    let before = args.node_pid.map(procfs::sample).transpose()?;
-
     let handshakes = stats::shared();
     let closed_early = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -99,10 +98,11 @@ pub async fn run(common: &Common, mut args: ConnectionsArgs) -> anyhow::Result<R
         let (users, sources) = (&users, &sources);
         let closed_early = &closed_early;
         let stop_rx = &stop_rx;
-        setup::each(
+        hold::open_and_hold(
             args.connections,
             args.connect_concurrency,
-            "connections",
+            args.node_pid,
+            args.hold_secs,
             |n| {
                 let token = users[n / args.per_user].token.clone();
                 let source = IpAddr::V4(sources[n % sources.len()]);
@@ -137,43 +137,30 @@ pub async fn run(common: &Common, mut args: ConnectionsArgs) -> anyhow::Result<R
         )
         .await
     };
-    let connect_elapsed = started.elapsed();
-    let holders = match opened {
-        Ok(holders) => holders,
+    let held = match opened {
+        Ok(held) => held,
         Err(error) => {
             let _ = stop_tx.send(true);
             return Err(error);
         }
     };
-    let after_connect = args.node_pid.map(procfs::sample).transpose()?;
-    let bar = progress::bar(args.hold_secs, "holding (s)");
-    for _ in 0..args.hold_secs {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let after_hold = args.node_pid.map(procfs::sample).transpose()?;
     let _ = stop_tx.send(true);
-    for holder in holders {
+    for holder in held.holders {
         let _ = holder.await;
     }
 
     let n = args.connections as u64;
     report.metric("connections_open", n as f64, "connections");
-    report.metric("connects_per_sec", stats::rate(n, connect_elapsed), "1/s");
+    report.metric(
+        "connects_per_sec",
+        stats::rate(n, held.connect_elapsed),
+        "1/s",
+    );
     report
         .latencies
         .push(stats::summary_of(&handshakes, "connect + upgrade + hello"));
-    if let (Some(b), Some(c), Some(h)) = (before, after_connect, after_hold) {
-        report.metric("node_rss_before", b.rss_kib as f64, "KiB");
-        report.metric("node_rss_held", h.rss_kib as f64, "KiB");
-        let per = h.rss_kib.saturating_sub(b.rss_kib) as f64 / n as f64;
-        report.metric("node_rss_per_connection", per, "KiB");
-        report.metric(
-            "node_idle_cpu",
-            procfs::cpu_share(&c, &h) * 100.0,
-            "% of a core",
-        );
+    if let Some(footprint) = held.footprint {
+        footprint.record(&mut report, "node");
     }
     let closed = closed_early.load(Ordering::Relaxed);
     report.check(

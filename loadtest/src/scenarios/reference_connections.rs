@@ -1,12 +1,13 @@
 //! `reference-connections`: what `connections` does to the node, done to the Socket.IO
 //! reference server: open N connections (WebSocket transport, connected to the default
 //! namespace), spread over loopback source addresses, hold them idle (answering the server's
-//! pings), and read the server process's memory and CPU from `/proc/<pid>`.
+//! pings), and read the server process's memory and CPU from `/proc/<pid>`, as `connections`
+//! does (in two halves, see `hold`).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 
@@ -15,7 +16,7 @@ use crate::scenarios::connections::sources_needed;
 use crate::scenarios::reference_fanout::ServerArgs;
 use crate::sio::{Sio, SioReceived};
 use crate::stats::{self, Recorder};
-use crate::{procfs, progress, setup, target};
+use crate::{hold, target};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReferenceConnectionsArgs {
@@ -31,7 +32,7 @@ pub struct ReferenceConnectionsArgs {
     /// on the same machine at the same time starts after this one's addresses.
     #[arg(long, default_value_t = target::FIRST_SOURCE)]
     pub first_source: u8,
-    /// How long to hold the connections once all are open.
+    /// How long to hold the connections once all are open, and to wait once half are.
     #[arg(long, default_value_t = 30)]
     pub hold_secs: u64,
     /// The server's process id, to read its memory (VmRSS) and CPU from /proc.
@@ -71,7 +72,6 @@ pub async fn run(smoke: bool, mut args: ReferenceConnectionsArgs) -> anyhow::Res
     report.param("hold_secs", args.hold_secs);
     report.param("server_pid", args.server_pid.map(u64::from));
 
-    let before = args.server_pid.map(procfs::sample).transpose()?;
     let handshakes = stats::shared();
     let closed_early = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -79,10 +79,11 @@ pub async fn run(smoke: bool, mut args: ReferenceConnectionsArgs) -> anyhow::Res
     let opened = {
         let (handshakes, sources, target) = (&handshakes, &sources, &target);
         let (closed_early, stop_rx, token) = (&closed_early, &stop_rx, &args.server.token);
-        setup::each(
+        hold::open_and_hold(
             args.connections,
             args.connect_concurrency,
-            "connections",
+            args.server_pid,
+            args.hold_secs,
             |n| {
                 let source = IpAddr::V4(sources[n % sources.len()]);
                 let (target, token) = (target.clone(), token.clone());
@@ -116,44 +117,31 @@ pub async fn run(smoke: bool, mut args: ReferenceConnectionsArgs) -> anyhow::Res
         )
         .await
     };
-    let connect_elapsed = started.elapsed();
-    let holders = match opened {
-        Ok(holders) => holders,
+    let held = match opened {
+        Ok(held) => held,
         Err(error) => {
             let _ = stop_tx.send(true);
             return Err(error);
         }
     };
-    let after_connect = args.server_pid.map(procfs::sample).transpose()?;
-    let bar = progress::bar(args.hold_secs, "holding (s)");
-    for _ in 0..args.hold_secs {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let after_hold = args.server_pid.map(procfs::sample).transpose()?;
     let _ = stop_tx.send(true);
-    for holder in holders {
+    for holder in held.holders {
         let _ = holder.await;
     }
 
     let n = args.connections as u64;
     report.metric("connections_open", n as f64, "connections");
-    report.metric("connects_per_sec", stats::rate(n, connect_elapsed), "1/s");
+    report.metric(
+        "connects_per_sec",
+        stats::rate(n, held.connect_elapsed),
+        "1/s",
+    );
     report.latencies.push(stats::summary_of(
         &handshakes,
         "connect + upgrade + namespace connect",
     ));
-    if let (Some(b), Some(c), Some(h)) = (before, after_connect, after_hold) {
-        report.metric("server_rss_before", b.rss_kib as f64, "KiB");
-        report.metric("server_rss_held", h.rss_kib as f64, "KiB");
-        let per = h.rss_kib.saturating_sub(b.rss_kib) as f64 / n as f64;
-        report.metric("server_rss_per_connection", per, "KiB");
-        report.metric(
-            "server_idle_cpu",
-            procfs::cpu_share(&c, &h) * 100.0,
-            "% of a core",
-        );
+    if let Some(footprint) = held.footprint {
+        footprint.record(&mut report, "server");
     }
     let closed = closed_early.load(Ordering::Relaxed);
     report.check(
