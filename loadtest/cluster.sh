@@ -4,8 +4,9 @@
 # nodes sharing one PostgreSQL database, one Redis and one signing key (a cluster, as a
 # deployment runs it), each held by a load generator of its own from loopback source
 # addresses of its own, all open at the same time. Reports the peak of the nodes' summed
-# `node_ws_connections` gauges, the nodes' memory per connection (the sum of their VmRSS
-# growth over the sum of their connections) and their idle CPU. Then the same with as many
+# `node_ws_connections` gauges, the nodes' memory per connection (the VmRSS growth over the
+# second half of each node's connections, summed, over those connections: loadtest/src/hold.rs)
+# and their idle CPU. Then the same with as many
 # Socket.IO reference servers sharing its Redis adapter (bench.sh's reference), counted by
 # the kernel's established connections on their ports.
 #

@@ -105,7 +105,9 @@ where
     let started = Instant::now();
     let mut holders = setup::each(first_half, concurrency, "connections (1st half)", make).await?;
     let mut connect_elapsed = started.elapsed();
-    wait(hold_secs, "settling (s)").await;
+    if first_half > 0 {
+        wait(hold_secs, "settling (s)").await;
+    }
     let half = read()?;
     let started = Instant::now();
     holders.extend(

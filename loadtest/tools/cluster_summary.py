@@ -41,19 +41,22 @@ def main():
         n = int(metric(report, "connections_open") or 0)
         who = "node" if report["scenario"] == "connections" else "server"
         before = metric(report, f"{who}_rss_before") or 0.0
-        half = metric(report, f"{who}_rss_half") or 0.0
+        half = metric(report, f"{who}_rss_half")
+        if half is None:
+            sys.exit(f"{report['label']}: no {who}_rss_half (a load generator older than the "
+                     "two halves?)")
         held = metric(report, f"{who}_rss_held") or 0.0
         idle = metric(report, f"{who}_idle_cpu") or 0.0
         connect = connect_latency(report)
         second_half = n - n // 2
-        grown_kib += held - half
+        grown_kib += max(held - half, 0.0)
         measured += second_half
         opened += n
         cpu += idle
         failed += [c["name"] for c in report["checks"] if not c["passed"]]
         rows.append(
             f"| {report['label']} | {n:,} | {before / 1024:,.0f} | {held / 1024:,.0f} | "
-            f"{(held - half) / max(second_half, 1):.1f} | {idle:.1f} | "
+            f"{max(held - half, 0.0) / max(second_half, 1):.1f} | {idle:.1f} | "
             f"{connect.get('p50_ms', 0):.0f} · {connect.get('p99_ms', 0):.0f} |"
         )
     kind = "nodes" if reports and reports[0]["scenario"] == "connections" else "servers"
