@@ -6,7 +6,7 @@
 # fanout and connections through a Socket.IO server with its Redis adapter
 # (loadtest/reference/socketio); then the medians.
 #
-#   bash loadtest/bench.sh            # everything (about 35 minutes on 2 cores, PostgreSQL alone 15 to 17; the cluster 10 more)
+#   bash loadtest/bench.sh            # everything (about 35 minutes on 2 cores, PostgreSQL alone 7 to 15 by the machine; the cluster 10 more)
 #   BENCH_BACKENDS=sqlite BENCH_RUNS=1 bash loadtest/bench.sh
 #   BENCH_SOCKETIO=0 bash loadtest/bench.sh      # without the Socket.IO reference
 #   BENCH_SCENARIOS="bookings fanout" bash loadtest/bench.sh   # some scenarios (and their references)
