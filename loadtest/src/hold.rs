@@ -154,27 +154,42 @@ async fn wait(secs: u64, what: &str) {
 mod tests {
     use super::*;
 
-    fn at(rss_kib: u64, cpu_ticks: u64, at: Instant) -> Sample {
-        Sample {
+    /// A footprint of `connections` whose samples read `rss_kib` (before, half, all open,
+    /// held) and `cpu_ticks` (all open, held), with `held_after` between the last two.
+    fn footprint(
+        rss_kib: [u64; 4],
+        cpu_ticks: [u64; 2],
+        held_after: Duration,
+        first_half: usize,
+        connections: usize,
+    ) -> Footprint {
+        let t = Instant::now();
+        let sample = |rss_kib, cpu_ticks, at| Sample {
             rss_kib,
             cpu_ticks,
             at,
+        };
+        Footprint {
+            before: sample(rss_kib[0], 0, t),
+            half: sample(rss_kib[1], 0, t),
+            all_open: sample(rss_kib[2], cpu_ticks[0], t),
+            held: sample(rss_kib[3], cpu_ticks[1], t + held_after),
+            first_half,
+            connections,
         }
     }
 
     #[test]
     fn a_connection_costs_the_second_halfs_growth() {
-        let t = Instant::now();
-        let footprint = Footprint {
-            // The first 500 connections grew the process by 8,000 KiB, reusing freed memory;
-            // the next 501 by 10,020 KiB.
-            before: at(50_000, 0, t),
-            half: at(58_000, 0, t),
-            all_open: at(68_020, 100, t),
-            held: at(68_020, 150, t + Duration::from_secs(5)),
-            first_half: 500,
-            connections: 1_001,
-        };
+        // The first 500 connections grew the process by 8,000 KiB, reusing freed memory; the
+        // next 501 by 10,020 KiB.
+        let footprint = footprint(
+            [50_000, 58_000, 68_020, 68_020],
+            [100, 150],
+            Duration::from_secs(5),
+            500,
+            1_001,
+        );
         assert!((footprint.per_connection_kib() - 20.0).abs() < 1e-9);
         assert_eq!(footprint.first_half_per_connection_kib(), Some(16.0));
         // 50 ticks of 1/100 s in 5 s: a tenth of a core.
@@ -183,16 +198,15 @@ mod tests {
 
     #[test]
     fn one_connection_has_no_first_half() {
-        let t = Instant::now();
-        let footprint = Footprint {
-            before: at(100, 0, t),
-            half: at(100, 0, t),
-            all_open: at(130, 0, t),
-            held: at(130, 0, t),
-            first_half: 0,
-            connections: 1,
-        };
+        let footprint = footprint([100, 100, 130, 130], [0, 0], Duration::ZERO, 0, 1);
         assert_eq!(footprint.per_connection_kib(), 30.0);
         assert_eq!(footprint.first_half_per_connection_kib(), None);
+    }
+
+    #[test]
+    fn a_shrink_reads_as_no_growth() {
+        let footprint = footprint([100, 200, 180, 150], [0, 0], Duration::ZERO, 1, 2);
+        assert_eq!(footprint.per_connection_kib(), 0.0);
+        assert_eq!(footprint.first_half_per_connection_kib(), Some(100.0));
     }
 }
