@@ -177,6 +177,11 @@ pub struct Settings {
     #[arg(long, env = "ACTOR_PASSIVATE_AFTER_SECS", default_value_t = 300)]
     pub actor_passivate_after_secs: u64,
 
+    /// Idempotency keys of one wallet or conversation whose digests its actor holds, to send
+    /// new keys on with no store lookup; an entity with more looks each new key up first.
+    #[arg(long, env = "ACTOR_KEY_DIGESTS_MAX", default_value_t = 10_000)]
+    pub actor_key_digests_max: usize,
+
     /// Threads that run actors (0: one per core).
     #[arg(long, env = "ACTOR_ARBITERS", default_value_t = 0)]
     pub actor_arbiters: usize,
@@ -299,6 +304,7 @@ impl Settings {
             journal_commit_timeout_ms: 10_000,
             actor_mailbox_max: 1024,
             actor_passivate_after_secs: 300,
+            actor_key_digests_max: 10_000,
             actor_arbiters: 0,
             pin_failures_max: 5,
             pin_lock_secs: 900,
@@ -327,6 +333,7 @@ impl Settings {
         actors::registry::RegistrySettings {
             mailbox_capacity: self.actor_mailbox_max,
             passivate_after: Duration::from_secs(self.actor_passivate_after_secs),
+            key_digests_max: self.actor_key_digests_max,
             ..actors::registry::RegistrySettings::default()
         }
     }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use actors::conversation::{Command, Conversation, Refusal, Reply};
 use actors::registry::{ArbiterPool, Loaded, Loader, Registry, RegistrySettings, StoredReply};
-use actors::{ActorError, DomainEvent, IdempotencyKey, Request};
+use actors::{ActorError, DomainEvent, IdempotencyKey, Request, StoredKeys};
 use async_trait::async_trait;
 
-use crate::store::idempotency::ReplyLookups;
+use crate::store::idempotency::{self, ReplyLookups};
 use crate::store::{conversations, journal, Db};
 
 /// Loads conversations from the store.
@@ -41,6 +41,12 @@ impl Loader<Conversation> for ConversationLoader {
         key: &IdempotencyKey,
     ) -> Result<Option<StoredReply>, String> {
         self.replies.get(id, key.as_str()).await
+    }
+
+    async fn stored_keys(&self, id: &String, max: usize) -> Result<StoredKeys, String> {
+        idempotency::stored_keys(&self.db, "conversation", id, max)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

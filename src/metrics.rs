@@ -25,6 +25,7 @@ pub struct Metrics {
     pub journal_commit_seconds: Histogram,
     pub actors_live: IntGaugeVec,
     pub actor_activations: IntGaugeVec,
+    pub actor_key_lookups: IntGaugeVec,
     pub actor_busy: IntGaugeVec,
     pub bus_topics: IntGauge,
     pub bus_subscriptions: IntGauge,
@@ -105,6 +106,14 @@ impl Metrics {
             Opts::new("actor_activations", "Activations since start, by kind"),
             &["kind"],
         ));
+        let actor_key_lookups = built(IntGaugeVec::new(
+            Opts::new(
+                "actor_key_lookups",
+                "Idempotency keys looked up in the store before reaching their actor since \
+                 start, by kind",
+            ),
+            &["kind"],
+        ));
         let actor_busy = built(IntGaugeVec::new(
             Opts::new(
                 "actor_busy",
@@ -146,6 +155,7 @@ impl Metrics {
         register(Box::new(journal_commit_seconds.clone()));
         register(Box::new(actors_live.clone()));
         register(Box::new(actor_activations.clone()));
+        register(Box::new(actor_key_lookups.clone()));
         register(Box::new(actor_busy.clone()));
         register(Box::new(bus_topics.clone()));
         register(Box::new(bus_subscriptions.clone()));
@@ -157,6 +167,7 @@ impl Metrics {
         for kind in ["wallet", "conversation", "calendar"] {
             actors_live.with_label_values(&[kind]);
             actor_activations.with_label_values(&[kind]);
+            actor_key_lookups.with_label_values(&[kind]);
             actor_busy.with_label_values(&[kind]);
         }
         Metrics {
@@ -173,6 +184,7 @@ impl Metrics {
             journal_commit_seconds,
             actors_live,
             actor_activations,
+            actor_key_lookups,
             actor_busy,
             bus_topics,
             bus_subscriptions,

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use actors::registry::{ArbiterPool, Loaded, Loader, Registry, RegistrySettings, StoredReply};
 use actors::wallet::{Command, PinCheck, PinPolicy, Reply, Wallet};
-use actors::{ActorError, DomainEvent, IdempotencyKey, Request};
+use actors::{ActorError, DomainEvent, IdempotencyKey, Request, StoredKeys};
 use async_trait::async_trait;
 use secrecy::SecretString;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::password::{HashError, SecretHasher};
-use crate::store::idempotency::ReplyLookups;
+use crate::store::idempotency::{self, ReplyLookups};
 use crate::store::{journal, ledger, Db, StoreError};
 
 /// Loads wallets from the store.
@@ -43,6 +43,12 @@ impl Loader<Wallet> for WalletLoader {
         key: &IdempotencyKey,
     ) -> Result<Option<StoredReply>, String> {
         self.replies.get(id, key.as_str()).await
+    }
+
+    async fn stored_keys(&self, id: &String, max: usize) -> Result<StoredKeys, String> {
+        idempotency::stored_keys(&self.db, "wallet", id, max)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

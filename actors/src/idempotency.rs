@@ -1,17 +1,26 @@
 //! Idempotency keys: a retried command gets the first answer, never a second effect.
 //!
-//! Three places answer a repeated key, in this order:
-//! 1. the store: the registry looks the key up before sending the command (a retry that comes
-//!    after the first attempt committed);
-//! 2. the actor's memory: a key seen by this incarnation, committed or still in flight (two
+//! Three places answer a repeated key:
+//! 1. the actor's memory: a key seen by this incarnation, committed or still in flight (two
 //!    copies sent at once: the second waits for the first's answer);
-//! 3. the fence between them: if the actor was activated after the caller's store lookup, a key
-//!    unknown to the actor may have been committed by the previous incarnation in between, so
-//!    the actor sends the caller back to look again.
+//! 2. the store, for a key the actor may not know: a retry that comes after an earlier
+//!    incarnation committed the first attempt. The actor knows which keys those can be: its
+//!    activation reads a digest of every key stored for its entity ([`StoredKeys`]), after
+//!    raising the fencing epoch, so no older incarnation can store one after that read. A key
+//!    whose digest is unknown was never stored and needs no lookup; one whose digest is known
+//!    (or any key, when the entity has too many to hold) sends the caller to look it up in the
+//!    store and come back;
+//! 3. the fence for that lookup: if the actor was activated after the caller's store lookup, a
+//!    key unknown to the actor may have been committed by the previous incarnation in between,
+//!    so the actor sends the caller back to look again.
 //!
 //! The key and its reply are journaled in the same batch as the effect.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -68,6 +77,39 @@ impl<C> Request<C> {
     }
 }
 
+/// What an activation knows of the idempotency keys stored for its entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredKeys {
+    /// The digests ([`key_digest`]) of every key stored for the entity when it loaded. A key
+    /// whose digest is not among them was never stored.
+    Digests(HashSet<u64>),
+    /// Not known (the entity has more keys than an activation holds, or its loader does not
+    /// read them): every key the actor has not seen is looked up in the store.
+    Unknown,
+}
+
+impl StoredKeys {
+    /// The digests of these keys, or [`StoredKeys::Unknown`] if there are more than `max`.
+    pub fn from_keys<'k>(keys: impl IntoIterator<Item = &'k str>, max: usize) -> Self {
+        let mut digests = HashSet::new();
+        for key in keys {
+            if digests.len() >= max {
+                return StoredKeys::Unknown;
+            }
+            digests.insert(key_digest(key));
+        }
+        StoredKeys::Digests(digests)
+    }
+}
+
+/// The digest of a key in [`StoredKeys`]: two keys with one digest cost a store lookup, never
+/// a wrong answer. Stable within a process, which is all it is used in.
+pub fn key_digest(key: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// The outcome of one keyed command as the actor's memory knows it: `None` while its batch is
 /// in flight.
 pub(crate) type Settled<R> = Option<Result<R, ActorError>>;
@@ -82,12 +124,21 @@ pub(crate) struct SeenKeys<R> {
     /// missed a key that the previous incarnation's last batch committed while the load waited
     /// for it (the load's epoch raise waits for that batch), so it is made again.
     activated_at: Instant,
+    /// The keys that may be in the store: those stored when the incarnation loaded, and every
+    /// key it took since (a forgotten one may have committed). `Unknown` until loaded.
+    stored: StoredKeys,
+    /// Digests held at most; beyond them `stored` becomes `Unknown`.
+    digests_max: usize,
+    /// Shared with the registry: set while `stored` is `Unknown`, so that callers look their
+    /// key up before they send, not after the actor asks them to.
+    look_first: Arc<AtomicBool>,
 }
 
 pub(crate) enum KeyState<R> {
-    /// Unknown key, and the caller's store lookup is recent enough to trust.
+    /// Unknown key, never stored, or not found by a store lookup recent enough to trust.
     New,
-    /// Unknown key, but the actor's state was loaded after the caller looked in the store.
+    /// Unknown key that may be stored: look it up in the store (again, if the actor's state
+    /// loaded after the caller's lookup) and send it back.
     LookAgain,
     /// Known key with a different request.
     Reused,
@@ -96,31 +147,56 @@ pub(crate) enum KeyState<R> {
 }
 
 impl<R: Clone> SeenKeys<R> {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, digests_max: usize, look_first: Arc<AtomicBool>) -> Self {
         SeenKeys {
             entries: HashMap::new(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
             activated_at: Instant::now(),
+            stored: StoredKeys::Unknown,
+            digests_max,
+            look_first,
         }
     }
 
-    /// The incarnation's state is loaded: lookups made before now are looked again.
-    pub(crate) fn loaded(&mut self) {
+    /// The incarnation's state is loaded, with these stored keys: lookups made before now are
+    /// looked again.
+    pub(crate) fn loaded(&mut self, stored: StoredKeys) {
         self.activated_at = Instant::now();
+        self.stored = match stored {
+            StoredKeys::Digests(digests) if digests.len() <= self.digests_max => {
+                StoredKeys::Digests(digests)
+            }
+            _ => StoredKeys::Unknown,
+        };
+        self.look_first
+            .store(self.stored == StoredKeys::Unknown, Ordering::Release);
     }
 
+    /// `store_checked_at` is when the caller looked the key up in the store, if it did.
     pub(crate) fn check(
         &self,
         key: &IdempotencyKey,
         fingerprint: &str,
-        store_checked_at: Instant,
+        store_checked_at: Option<Instant>,
     ) -> KeyState<R> {
         match self.entries.get(key) {
             Some((seen_fingerprint, _)) if seen_fingerprint != fingerprint => KeyState::Reused,
             Some((_, outcome)) => KeyState::Seen(outcome.clone()),
-            None if store_checked_at < self.activated_at => KeyState::LookAgain,
-            None => KeyState::New,
+            // Never stored: the digests were read after the epoch raise, and hold every key
+            // stored since, whenever the caller looked.
+            None if self.never_stored(key) => KeyState::New,
+            None => match store_checked_at {
+                Some(checked) if checked >= self.activated_at => KeyState::New,
+                _ => KeyState::LookAgain,
+            },
+        }
+    }
+
+    fn never_stored(&self, key: &IdempotencyKey) -> bool {
+        match &self.stored {
+            StoredKeys::Digests(digests) => !digests.contains(&key_digest(key.as_str())),
+            StoredKeys::Unknown => false,
         }
     }
 
@@ -130,6 +206,13 @@ impl<R: Clone> SeenKeys<R> {
         key: IdempotencyKey,
         fingerprint: String,
     ) -> watch::Sender<Settled<R>> {
+        if let StoredKeys::Digests(digests) = &mut self.stored {
+            digests.insert(key_digest(key.as_str()));
+            if digests.len() > self.digests_max {
+                self.stored = StoredKeys::Unknown;
+                self.look_first.store(true, Ordering::Release);
+            }
+        }
         let (tx, rx) = watch::channel(None);
         if self.order.len() >= self.capacity {
             if let Some(oldest) = self.order.pop_front() {

@@ -25,7 +25,7 @@ mod idempotency;
 
 pub use entity::{Entity, Outcome};
 pub use error::ActorError;
-pub use idempotency::{IdempotencyKey, Request};
+pub use idempotency::{key_digest, IdempotencyKey, Request, StoredKeys};
 
 /// Every event the node journals, across entity kinds. Each entity kind adds its variant.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use dashmap::DashMap;
 use tokio::sync::oneshot;
 
 use crate::entity::Entity;
-use crate::idempotency::{KeyState, SeenKeys};
+use crate::idempotency::{KeyState, SeenKeys, StoredKeys};
 use crate::journal::{ActorStamp, IdempotencyRecord, JournalHandle};
 use crate::{ActorError, IdempotencyKey, Request};
 
@@ -51,6 +51,13 @@ pub trait Loader<A: Entity>: Send + Sync + 'static {
         id: &A::Id,
         key: &IdempotencyKey,
     ) -> Result<Option<StoredReply>, String>;
+
+    /// The keys stored for the entity, if it has at most `max` of them. Called right after
+    /// [`Loader::load`], whose epoch raise keeps any older activation from storing one after
+    /// this read. The default knows none, and every key is then looked up in the store.
+    async fn stored_keys(&self, _id: &A::Id, _max: usize) -> Result<StoredKeys, String> {
+        Ok(StoredKeys::Unknown)
+    }
 }
 
 /// A fixed pool of arbiters (threads running actors), shared by every registry of a node.
@@ -92,6 +99,9 @@ pub struct RegistrySettings {
     pub passivate_after: Duration,
     /// Idempotency keys an incarnation remembers in memory (older ones are in the store).
     pub keys_remembered_max: usize,
+    /// Digests of stored keys an incarnation holds, to know which new keys need no store
+    /// lookup; an entity with more looks every new key up.
+    pub key_digests_max: usize,
 }
 
 impl Default for RegistrySettings {
@@ -100,6 +110,7 @@ impl Default for RegistrySettings {
             mailbox_capacity: 1024,
             passivate_after: Duration::from_secs(300),
             keys_remembered_max: 4096,
+            key_digests_max: 10_000,
         }
     }
 }
@@ -111,6 +122,8 @@ pub struct RegistryStats {
     pub passivations: AtomicU64,
     pub resets: AtomicU64,
     pub busy: AtomicU64,
+    /// Idempotency keys looked up in the store.
+    pub key_lookups: AtomicU64,
 }
 
 type Reply<A> = Result<<A as Entity>::Reply, ActorError>;
@@ -127,6 +140,9 @@ where
     queued: Arc<AtomicUsize>,
     /// The actor's reset flag (see `EntityActor::reset`).
     reset: Arc<AtomicBool>,
+    /// Set while the actor does not know which keys are stored: keyed commands are looked up
+    /// in the store before they are sent.
+    look_first: Arc<AtomicBool>,
 }
 
 struct Inner<A: Entity, E: Send + Sync + 'static>
@@ -203,16 +219,22 @@ where
     /// Send a command to the entity's actor and wait for its durable reply.
     pub async fn ask(&self, id: A::Id, request: Request<A::Command>) -> Reply<A> {
         let mut request = request;
-        // A command goes round at most four times: a stale address (the actor stopped between
-        // lookup and send), a reset actor sending it on to a fresh activation, and a second
-        // store lookup are each needed once. An entity reset again and again meanwhile (a
-        // busy payee of several unconfirmed batches) can use them up: the caller then gets
-        // `Unavailable`, which is retried.
-        for _ in 0..4 {
-            let store_checked_at = Instant::now();
+        // Whether the actor asked for a store lookup of the command's key.
+        let mut look = false;
+        // A command goes round at most five times: a stale address (the actor stopped between
+        // lookup and send), a reset actor sending it on to a fresh activation, the actor asking
+        // for a store lookup, and a second one when the lookup raced the actor's load are each
+        // needed once. An entity reset again and again meanwhile (a busy payee of several
+        // unconfirmed batches) can use them up: the caller then gets `Unavailable`, which is
+        // retried.
+        for _ in 0..5 {
+            let mut store_checked_at = None;
             if let Some((key, fingerprint)) = &request.idempotency {
-                if let Some(reply) = self.stored_reply(&id, key, fingerprint).await? {
-                    return Ok(reply);
+                if look || self.looks_first(&id) {
+                    store_checked_at = Some(Instant::now());
+                    if let Some(reply) = self.stored_reply(&id, key, fingerprint).await? {
+                        return Ok(reply);
+                    }
                 }
             }
             let (addr, incarnation, queued) = self.activate(&id);
@@ -242,7 +264,15 @@ where
             }
             match rx.await {
                 Ok(Answer::Done(reply)) => return reply,
-                Ok(Answer::LookAgain(back)) => request = back,
+                Ok(Answer::LookAgain(back)) => {
+                    request = back;
+                    look = true;
+                }
+                Ok(Answer::SendAgain(back)) => {
+                    // A fresh activation knows its stored keys again.
+                    request = back;
+                    look = false;
+                }
                 // The actor stopped (reset or failed load) before it read the command.
                 Err(_) => return Err(ActorError::Unavailable("entity was reset".into())),
             }
@@ -287,6 +317,7 @@ where
         key: &IdempotencyKey,
         fingerprint: &str,
     ) -> Result<Option<A::Reply>, ActorError> {
+        self.inner.stats.key_lookups.fetch_add(1, Ordering::Relaxed);
         let stored = self
             .inner
             .loader
@@ -304,11 +335,25 @@ where
             .map_err(|e| ActorError::Unavailable(format!("stored reply unreadable: {e}")))
     }
 
+    /// Whether a keyed command for the entity should be looked up in the store before it is
+    /// sent: unless its actor is live and knows which keys are stored. Only a shortcut: the
+    /// actor asks for the lookup if it is needed. An entity without a live actor is looked up
+    /// first, so that a retry after passivation is answered without loading the entity.
+    fn looks_first(&self, id: &A::Id) -> bool {
+        self.inner
+            .actors
+            .get(id)
+            .is_none_or(|slot| slot.look_first.load(Ordering::Acquire))
+    }
+
     fn activate(&self, id: &A::Id) -> (Addr<EntityActor<A, E>>, u64, Arc<AtomicUsize>) {
         let entry = self.inner.actors.entry(id.clone()).or_insert_with(|| {
             let incarnation = NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed);
             let queued = Arc::new(AtomicUsize::new(0));
             let reset = Arc::new(AtomicBool::new(false));
+            // Until the actor has loaded its stored keys, callers look theirs up first.
+            let look_first = Arc::new(AtomicBool::new(true));
+            let settings = &self.inner.settings;
             let actor = EntityActor::<A, E> {
                 id: id.clone(),
                 state: None,
@@ -317,7 +362,11 @@ where
                 registry: Arc::downgrade(&self.inner),
                 inflight: Arc::new(AtomicUsize::new(0)),
                 last_active: Instant::now(),
-                keys: SeenKeys::new(self.inner.settings.keys_remembered_max),
+                keys: SeenKeys::new(
+                    settings.keys_remembered_max,
+                    settings.key_digests_max,
+                    Arc::clone(&look_first),
+                ),
                 queued: Arc::clone(&queued),
                 reset: Arc::clone(&reset),
             };
@@ -333,6 +382,7 @@ where
                 incarnation,
                 queued,
                 reset,
+                look_first,
             }
         });
         (
@@ -351,14 +401,17 @@ where
 
 enum Answer<A: Entity> {
     Done(Reply<A>),
-    /// The actor's state loaded after the caller looked the key up, or the actor was reset;
-    /// look again (and send again).
+    /// The key may be stored (or the actor's state loaded after the caller looked it up): look
+    /// it up in the store, and send again.
     LookAgain(Request<A::Command>),
+    /// The actor was reset before it applied the command: send it again, to a fresh activation.
+    SendAgain(Request<A::Command>),
 }
 
 struct Envelope<A: Entity> {
     request: Request<A::Command>,
-    store_checked_at: Instant,
+    /// When the caller looked the command's key up in the store, if it did.
+    store_checked_at: Option<Instant>,
     reply: oneshot::Sender<Answer<A>>,
 }
 
@@ -433,13 +486,18 @@ where
         };
         let loader = Arc::clone(&registry.loader);
         let id = self.id.clone();
-        let load = async move { loader.load(&id).await };
+        let digests_max = registry.settings.key_digests_max;
+        let load = async move {
+            let loaded = loader.load(&id).await?;
+            let stored_keys = loader.stored_keys(&id, digests_max).await?;
+            Ok::<_, String>((loaded, stored_keys))
+        };
         // `wait` holds every message back until the state is in memory.
         ctx.wait(load.into_actor(self).map(|loaded, actor, ctx| match loaded {
-            Ok(loaded) => {
+            Ok((loaded, stored_keys)) => {
                 actor.state = Some(loaded.state);
                 actor.epoch = loaded.epoch;
-                actor.keys.loaded();
+                actor.keys.loaded(stored_keys);
                 actor.last_active = Instant::now();
             }
             Err(error) => {
@@ -509,7 +567,7 @@ where
         if self.reset.load(Ordering::Acquire) {
             // Nothing was applied: send the command on to a fresh activation, which reloads.
             self.state = None;
-            let _ = reply.send(Answer::LookAgain(request));
+            let _ = reply.send(Answer::SendAgain(request));
             return;
         }
         if self.state.is_none() {

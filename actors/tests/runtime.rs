@@ -636,11 +636,22 @@ async fn wait_until_empty(registry: &AccountRegistry) {
 ///    commit, after passivation from the store); a different request under the key is refused.
 #[actix_rt::test]
 async fn idempotent_retries_get_the_first_answer() {
+    idempotent_retries_get_the_first_answer_with(registry_settings()).await;
+}
+
+/// 6, for an entity whose actor does not hold its stored keys (too many): every key it has not
+/// seen is looked up in the store.
+#[actix_rt::test]
+async fn idempotent_retries_get_the_first_answer_without_digests() {
+    idempotent_retries_get_the_first_answer_with(registry_settings_without_digests()).await;
+}
+
+async fn idempotent_retries_get_the_first_answer_with(settings: RegistrySettings) {
     let h = harness(
         journal_settings(),
         RegistrySettings {
             passivate_after: Duration::from_millis(50),
-            ..registry_settings()
+            ..settings
         },
     );
     let mut copies = Vec::new();
@@ -1046,7 +1057,22 @@ async fn an_unconfirmed_batch_is_answered_as_unknown_and_its_retry_learns_the_ou
 ///    the load saw that batch, so the retry must see its key too and not apply it twice.
 #[actix_rt::test]
 async fn a_retry_sent_while_the_entity_loads_sees_what_the_load_saw() {
-    let h = default_harness();
+    a_retry_sent_while_the_entity_loads_sees_what_the_load_saw_with(registry_settings()).await;
+}
+
+/// 18, for an entity whose actor does not hold its stored keys.
+#[actix_rt::test]
+async fn a_retry_sent_while_the_entity_loads_sees_what_the_load_saw_without_digests() {
+    a_retry_sent_while_the_entity_loads_sees_what_the_load_saw_with(
+        registry_settings_without_digests(),
+    )
+    .await;
+}
+
+async fn a_retry_sent_while_the_entity_loads_sees_what_the_load_saw_with(
+    settings: RegistrySettings,
+) {
+    let h = harness(journal_settings(), settings);
     assert!(ask(&h.registry, "r", Cmd::Deposit(1)).await.is_ok());
     // The first attempt is at the commit gate when its incarnation is reset (as a payee's is
     // when a batch crediting it is unconfirmed).
@@ -1102,4 +1128,88 @@ async fn an_unconfirmed_batch_the_store_resolves_is_settled_as_what_it_was() {
     let retried = ask_request(&h.registry, "v", keyed(Cmd::Deposit(7), "k2", "7")).await;
     assert_eq!(retried, Ok(Reply::Balance(13)));
     assert_eq!(h.store.deposits("v"), vec![1, 5, 7]);
+}
+
+/// 20. A live actor knows which keys its entity has stored: a new key goes to it with no store
+///     lookup, a key it has not seen but the store holds (a retry after a reset) is looked up
+///     and answered from the store, and an entity with more keys than its actor holds digests
+///     of looks every new key up first.
+#[actix_rt::test]
+async fn new_keys_need_no_store_lookup_once_the_actor_knows_its_stored_keys() {
+    let h = harness(
+        journal_settings(),
+        RegistrySettings {
+            key_digests_max: 3,
+            ..registry_settings()
+        },
+    );
+    let lookups = || {
+        h.registry
+            .stats()
+            .key_lookups
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // The first command finds no live actor: looked up first, as a retry after passivation
+    // would be.
+    assert_eq!(
+        ask_request(&h.registry, "n", keyed(Cmd::Deposit(1), "k1", "1")).await,
+        Ok(Reply::Balance(1))
+    );
+    let after_first = lookups();
+    assert!(after_first >= 1, "{after_first}");
+    assert_eq!(
+        ask_request(&h.registry, "n", keyed(Cmd::Deposit(2), "k2", "2")).await,
+        Ok(Reply::Balance(3))
+    );
+    assert_eq!(lookups(), after_first, "a new key to a live actor");
+
+    // A new incarnation reads the two stored keys: a repeat of one is looked up and answered
+    // from the store, a new key is not looked up.
+    h.registry.reset_if_live(&"n".to_owned());
+    assert!(ask(&h.registry, "n", Cmd::Balance).await.is_ok());
+    let reloaded = lookups();
+    assert_eq!(
+        ask_request(&h.registry, "n", keyed(Cmd::Deposit(1), "k1", "1")).await,
+        Ok(Reply::Balance(1)),
+        "the first answer, from the store"
+    );
+    assert_eq!(lookups(), reloaded + 1, "a stored key is looked up");
+    assert_eq!(
+        ask_request(&h.registry, "n", keyed(Cmd::Deposit(1), "k1", "other")).await,
+        Err(ActorError::KeyReused)
+    );
+    let before_new = lookups();
+    assert_eq!(
+        ask_request(&h.registry, "n", keyed(Cmd::Deposit(4), "k3", "4")).await,
+        Ok(Reply::Balance(7))
+    );
+    assert_eq!(lookups(), before_new, "a new key after the reload");
+
+    // A fourth key is more than the actor holds digests of: from then on every new key is
+    // looked up first, and repeats are still answered once.
+    assert_eq!(
+        ask_request(&h.registry, "n", keyed(Cmd::Deposit(8), "k4", "8")).await,
+        Ok(Reply::Balance(15))
+    );
+    let beyond = lookups();
+    assert_eq!(
+        ask_request(&h.registry, "n", keyed(Cmd::Deposit(16), "k5", "16")).await,
+        Ok(Reply::Balance(31))
+    );
+    assert_eq!(lookups(), beyond + 1, "looked up first");
+    h.registry.reset_if_live(&"n".to_owned());
+    for (key, amount) in [("k1", 1), ("k2", 2), ("k3", 4), ("k4", 8), ("k5", 16)] {
+        let fingerprint = amount.to_string();
+        assert!(ask_request(
+            &h.registry,
+            "n",
+            keyed(Cmd::Deposit(amount), key, &fingerprint)
+        )
+        .await
+        .is_ok());
+    }
+    within(10, h.journal.flush()).await.unwrap();
+    assert_eq!(h.store.deposits("n"), vec![1, 2, 4, 8, 16]);
+    assert!(h.store.duplicate_keys().is_empty());
+    assert_eq!(balance(&h.registry, "n").await, 31);
 }

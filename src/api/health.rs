@@ -101,6 +101,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             kind,
             stats.activations.load(relaxed),
         );
+        set(
+            &state.metrics.actor_key_lookups,
+            kind,
+            stats.key_lookups.load(relaxed),
+        );
         set(&state.metrics.actor_busy, kind, stats.busy.load(relaxed));
     }
     set(&state.metrics.payee_cache, "hit", state.user_ids.hits());

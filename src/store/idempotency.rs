@@ -1,12 +1,15 @@
-//! Replies stored with idempotency keys, and the batched lookup the registries make before
-//! every keyed command.
+//! Replies stored with idempotency keys: the keys an activation reads, and the batched lookup
+//! the registries make of a key that may be stored.
 //!
-//! Every keyed command asks the store first whether its key was committed before (see
-//! `actors::idempotency`). Asked one query at a time, that was about a sixth of the node's CPU
-//! in the payments profile (BENCHMARKS.md section 4), and as much again in PostgreSQL, which
-//! shares the machine. [`ReplyLookups`] answers the same question for many commands with one
-//! statement: while a lookup is in flight, the next callers queue, and the next free lookup
-//! takes them all. A lone caller is looked up at once, so a quiet node adds no wait.
+//! A live actor holds a digest of every key stored for its entity ([`stored_keys`], read when
+//! it activates; see `actors::idempotency`), so a new key needs no lookup. A key that may be
+//! stored (a retry), and every key of an entity with no live actor or with too many keys to
+//! hold, is looked up. Asked one query at a time, those lookups were about a sixth of the
+//! node's CPU in the payments profile when every keyed command made one (BENCHMARKS.md
+//! section 4), and as much again in PostgreSQL, which shares the machine. [`ReplyLookups`]
+//! answers the same question for many commands with one statement: while a lookup is in
+//! flight, the next callers queue, and the next free lookup takes them all. A lone caller is
+//! looked up at once, so a quiet node adds no wait.
 //!
 //! The answer is as fresh as one query per command would give: each lookup runs after its
 //! callers asked (the registry's fence compares the actor's activation with the moment the
@@ -16,10 +19,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actors::registry::StoredReply;
+use actors::StoredKeys;
 use sqlx::QueryBuilder;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{Db, StoreError};
+use crate::on_db;
 
 /// Keys one statement looks up (two bound parameters each, plus the kind).
 const KEYS_PER_LOOKUP: usize = 512;
@@ -120,6 +125,27 @@ fn answer(batch: Vec<Wanted>, found: Result<HashMap<(String, String), StoredRepl
             }
         }
     }
+}
+
+/// An actor's stored keys, one more than an activation holds at most.
+const STORED_KEYS: &str = "SELECT key FROM idempotency WHERE kind = $1 AND actor_id = $2 LIMIT $3";
+
+/// The keys stored for one actor, if it has at most `max` of them (read after its activation
+/// raised its epoch: see `actors::idempotency`). Found through the primary key's prefix.
+pub async fn stored_keys(
+    db: &Db,
+    kind: &str,
+    actor_id: &str,
+    max: usize,
+) -> Result<StoredKeys, StoreError> {
+    let limit = i64::try_from(max.saturating_add(1)).unwrap_or(i64::MAX);
+    let keys: Vec<String> = on_db!(db, pool => sqlx::query_scalar(STORED_KEYS)
+        .bind(kind)
+        .bind(actor_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?);
+    Ok(StoredKeys::from_keys(keys.iter().map(String::as_str), max))
 }
 
 /// The lookup on PostgreSQL: the keys travel as two arrays (one statement shape, prepared once,
@@ -334,5 +360,80 @@ mod tests {
         let found = lookups.get("u7", "k7").await.unwrap().unwrap();
         assert_eq!(found.fingerprint, "f");
         assert!(lookups.get("u8", "k7").await.unwrap().is_none());
+    }
+
+    /// An activation reads its own actor's keys, of its own kind, through the primary key's
+    /// prefix, and none at all past the bound.
+    #[tokio::test]
+    async fn an_activation_reads_the_digests_of_exactly_its_own_keys_through_the_primary_key() {
+        let (_dir, db) = store_with(&[
+            ("wallet", "u1", "k1", "f"),
+            ("wallet", "u1", "k2", "f"),
+            ("wallet", "u2", "k3", "f"),
+            ("conversation", "u1", "k4", "f"),
+        ])
+        .await;
+        let StoredKeys::Digests(digests) = stored_keys(&db, "wallet", "u1", 2).await.unwrap()
+        else {
+            panic!("two keys fit a bound of two");
+        };
+        let expected = ["k1", "k2"].map(actors::key_digest);
+        assert_eq!(digests, expected.into_iter().collect());
+        assert_eq!(
+            stored_keys(&db, "wallet", "u1", 1).await.unwrap(),
+            StoredKeys::Unknown
+        );
+        assert_eq!(
+            stored_keys(&db, "wallet", "nobody", 1).await.unwrap(),
+            StoredKeys::Digests(Default::default())
+        );
+
+        let fill = format!(
+            "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, created_at) \
+             SELECT 'wallet', 'u' || (n % 500), 'x' || n, 'f', REPLY, 0 FROM {}",
+            plans::ONE_TO_50000
+        );
+        let plan = match &db {
+            Db::Postgres(pool) => {
+                sqlx::query(&fill.replace("REPLY", "'\\x00'::bytea"))
+                    .execute(pool)
+                    .await
+                    .unwrap();
+                let plan: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {STORED_KEYS}"))
+                    .bind("wallet")
+                    .bind("u7")
+                    .bind(10_001_i64)
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+                plans::text(plan, |(line,)| line)
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query(&fill.replace("REPLY", "X'00'"))
+                    .execute(pool)
+                    .await
+                    .unwrap();
+                let plan: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(&format!("EXPLAIN QUERY PLAN {STORED_KEYS}"))
+                        .bind("wallet")
+                        .bind("u7")
+                        .bind(10_001_i64)
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                plans::text(plan, |row| row.3)
+            }
+        };
+        plans::assert_by_key(
+            &plan,
+            "idempotency",
+            "idempotency_pkey",
+            "sqlite_autoindex_idempotency_1",
+        );
+        let StoredKeys::Digests(digests) = stored_keys(&db, "wallet", "u7", 1000).await.unwrap()
+        else {
+            panic!("100 keys fit a bound of 1000");
+        };
+        assert_eq!(digests.len(), 100);
     }
 }

@@ -569,13 +569,60 @@ async fn a_retried_post_is_stored_and_delivered_once() {
     }
     assert_eq!(posted[0], posted[1], "the retry answers the first post");
 
-    let contents = contents(&node, &host, &thread_id).await;
-    assert_eq!(contents, vec!["only once", "from the socket"]);
+    assert_eq!(
+        contents(&node, &host, &thread_id).await,
+        vec!["only once", "from the socket"]
+    );
     assert_eq!(next_message(&mut watcher).await, (1, "only once".into()));
     assert_eq!(
         next_message(&mut watcher).await,
         (2, "from the socket".into())
     );
+
+    // The conversation reloads (a failed batch resets it): a repeat is answered from the
+    // store, and a fresh key to the live conversation goes to it with no store lookup.
+    node.faults.fail_next_batches(1);
+    let (status, _) = post(&node, &guest, &thread_id, "lost to the failed batch").await;
+    assert_eq!(status, 500);
+    let repeated = attempt().await.unwrap();
+    assert_eq!(repeated.status(), 201);
+    let repeated: Value = repeated.json().await.unwrap();
+    assert_eq!(repeated["message"]["id"], ids[0].as_str());
+    let lookups = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("node_actor_key_lookups{kind=\"conversation\"} ")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("conversation key lookups in /metrics")
+    };
+    let post_keyed = |key: &'static str, content: &'static str| {
+        node.http
+            .post(node.url("/messaging-api/v1/messages"))
+            .bearer_auth(&guest.token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"threadId": thread_id, "content": content}))
+            .send()
+    };
+    // The repeat was answered without waking the conversation; this post wakes it.
+    assert_eq!(
+        post_keyed("post-2", "wakes it").await.unwrap().status(),
+        201
+    );
+    let before = lookups(&node.metrics().await);
+    assert_eq!(
+        post_keyed("post-3", "a fresh key").await.unwrap().status(),
+        201
+    );
+    assert_eq!(lookups(&node.metrics().await), before, "a fresh key");
+    assert_eq!(
+        contents(&node, &host, &thread_id).await,
+        vec!["only once", "from the socket", "wakes it", "a fresh key"]
+    );
+    assert_eq!(next_message(&mut watcher).await, (3, "wakes it".into()));
+    assert_eq!(next_message(&mut watcher).await, (4, "a fresh key".into()));
 }
 
 /// A post whose commit got no answer, though it committed, is answered as posted where the

@@ -576,6 +576,130 @@ async fn a_repeated_request_id_moves_money_once_and_always_gets_the_first_answer
     assert_ledger_balances(&node).await;
 }
 
+/// `node_actor_key_lookups{kind="wallet"}`: keyed wallet commands looked up in the store
+/// before they reached their actor.
+async fn wallet_key_lookups(node: &TestNode) -> u64 {
+    let metrics = node.metrics().await;
+    let prefix = "node_actor_key_lookups{kind=\"wallet\"} ";
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+}
+
+/// Reset the payor's wallet actor: a failed batch does, and its next command loads a new
+/// incarnation from the store.
+async fn reset_wallet(node: &TestNode, evg: &Evg<'_>, user: &EvgUser) {
+    node.faults.fail_next_batches(1);
+    let failed = evg.deposit(user, "1", &rid("reset")).await;
+    assert_eq!(
+        failed.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{failed:?}"
+    );
+}
+
+/// A live wallet knows which request ids it has stored: a fresh id goes straight to it, with
+/// no store lookup, while a repeat after the wallet was reloaded is still answered from the
+/// store.
+#[actix_web::test]
+async fn fresh_request_ids_reach_a_live_wallet_without_a_store_lookup() {
+    let node = spawn_node().await;
+    let evg = Evg::new(&node);
+    let payor = evg.register().await;
+    let payee = evg.register().await;
+    evg.deposit_ok(&payor, "100").await;
+
+    let before = wallet_key_lookups(&node).await;
+    let mut answers = Vec::new();
+    for n in 0..5 {
+        let request_id = rid(&format!("fresh-{n}"));
+        let answer = evg.pay(&payor, &payee.evg_id, "1", &request_id).await;
+        assert_eq!(answer.outcome(), "success", "{answer:?}");
+        answers.push((request_id, answer));
+    }
+    assert_eq!(
+        wallet_key_lookups(&node).await,
+        before,
+        "fresh ids to a live wallet are not looked up"
+    );
+
+    reset_wallet(&node, &evg, &payor).await;
+    for (request_id, first) in &answers {
+        assert_eq!(
+            &evg.pay(&payor, &payee.evg_id, "1", request_id).await,
+            first
+        );
+    }
+    assert!(
+        wallet_key_lookups(&node).await > before,
+        "repeats are looked up"
+    );
+    let last = evg
+        .pay(&payor, &payee.evg_id, "1", &rid("fresh-last"))
+        .await;
+    assert_eq!(last.outcome(), "success", "{last:?}");
+    assert_eq!(last.wallet_balance(), 94);
+    assert_eq!(evg.balance(&payor).await, 94);
+    assert_eq!(evg.balance(&payee).await, 6);
+    let ledger = Ledger::open(&node).await;
+    assert_eq!(ledger.transfers("payment").await, 6);
+    ledger.close().await;
+    assert_ledger_balances(&node).await;
+}
+
+/// A wallet with more stored request ids than its actor holds digests of looks every new id up
+/// first, and still moves money once per id, whether a repeat comes alone, twice at once, or
+/// after the wallet was reloaded.
+#[actix_web::test]
+async fn a_wallet_with_more_request_ids_than_its_actor_holds_still_pays_once_per_id() {
+    let node = spawn_node_with(|settings| settings.actor_key_digests_max = 2).await;
+    let evg = Evg::new(&node);
+    let payor = evg.register().await;
+    let payee = evg.register().await;
+    evg.deposit_ok(&payor, "100").await;
+    let mut answers = Vec::new();
+    for n in 0..4 {
+        let request_id = rid(&format!("many-{n}"));
+        let answer = evg.pay(&payor, &payee.evg_id, "2", &request_id).await;
+        assert_eq!(answer.outcome(), "success", "{answer:?}");
+        answers.push((request_id, answer));
+    }
+    // Past two ids the live wallet looks each new one up.
+    let before = wallet_key_lookups(&node).await;
+    let fresh = evg
+        .pay(&payor, &payee.evg_id, "2", &rid("many-fresh"))
+        .await;
+    assert_eq!(fresh.outcome(), "success", "{fresh:?}");
+    assert_eq!(wallet_key_lookups(&node).await, before + 1);
+
+    for (request_id, first) in &answers {
+        assert_eq!(
+            &evg.pay(&payor, &payee.evg_id, "2", request_id).await,
+            first
+        );
+    }
+    reset_wallet(&node, &evg, &payor).await;
+    for (request_id, first) in &answers {
+        let (one, two) = futures_util::future::join(
+            evg.pay(&payor, &payee.evg_id, "2", request_id),
+            evg.pay(&payor, &payee.evg_id, "2", request_id),
+        )
+        .await;
+        assert_eq!(&one, first);
+        assert_eq!(&two, first);
+    }
+    let after = evg
+        .pay(&payor, &payee.evg_id, "2", &rid("many-after"))
+        .await;
+    assert_eq!(after.wallet_balance(), 88, "{after:?}");
+    assert_eq!(evg.balance(&payee).await, 12);
+    let ledger = Ledger::open(&node).await;
+    assert_eq!(ledger.transfers("payment").await, 6);
+    ledger.close().await;
+    assert_ledger_balances(&node).await;
+}
+
 // 3. Pay / reject / cancel on one payment request.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

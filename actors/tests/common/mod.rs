@@ -16,7 +16,7 @@ use actors::journal::{
     Submission,
 };
 use actors::registry::{ArbiterPool, Loaded, Loader, Registry, RegistrySettings, StoredReply};
-use actors::{ActorError, Entity, IdempotencyKey, Outcome, Request};
+use actors::{ActorError, Entity, IdempotencyKey, Outcome, Request, StoredKeys};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
@@ -490,6 +490,16 @@ impl Loader<Account> for MemStore {
             .get(&(id.clone(), key.as_str().to_owned()))
             .cloned())
     }
+
+    async fn stored_keys(&self, id: &String, max: usize) -> Result<StoredKeys, String> {
+        let data = self.data.lock().unwrap();
+        let keys = data
+            .replies
+            .keys()
+            .filter(|(actor, _)| actor == id)
+            .map(|(_, key)| key.as_str());
+        Ok(StoredKeys::from_keys(keys, max))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -591,6 +601,16 @@ pub fn registry_settings() -> RegistrySettings {
         mailbox_capacity: 1024,
         passivate_after: Duration::from_secs(300),
         keys_remembered_max: 1024,
+        key_digests_max: 1024,
+    }
+}
+
+/// The registry settings, but with no digests of stored keys: every key the actor has not
+/// seen is looked up in the store, as an entity with too many keys is.
+pub fn registry_settings_without_digests() -> RegistrySettings {
+    RegistrySettings {
+        key_digests_max: 0,
+        ..registry_settings()
     }
 }
 
