@@ -295,13 +295,15 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
         // batch (then raise the epoch), so a stale batch can never commit after it. SQLite has
         // one writer at a time (the batch takes the write lock when it begins), which gives the
         // same order. The epochs are read in one statement, not one per actor.
-        let mut epochs: BTreeMap<(&str, &str), (i64, Vec<u64>)> = BTreeMap::new();
+        // Each submission is checked against its own epoch: one batch can hold an entity's
+        // old incarnation and its new one (the old one decided a command just before it was
+        // reset), and only the old one's must be fenced.
+        let mut epochs: BTreeMap<(&str, &str), Vec<(i64, u64)>> = BTreeMap::new();
         for actor in batch.iter().filter_map(|s| s.actor.as_ref()) {
             epochs
                 .entry((actor.kind, actor.id.as_str()))
-                .or_insert_with(|| (actor.epoch, Vec::new()))
-                .1
-                .push(actor.incarnation);
+                .or_default()
+                .push((actor.epoch, actor.incarnation));
         }
         let keys: Vec<(&str, &str)> = epochs.keys().copied().collect();
         on_db!(&self.db, pool => {
@@ -315,10 +317,14 @@ impl<E: Persist> JournalStore<E> for SqlJournal {
                 .map(|(kind, id, epoch)| ((kind.as_str(), id.as_str()), *epoch))
                 .collect();
             let mut fenced = Vec::new();
-            for (actor, (epoch, incarnations)) in &epochs {
-                if stored.get(actor) != Some(epoch) {
-                    fenced.extend(incarnations.iter().copied());
-                }
+            for (actor, stamps) in &epochs {
+                let current = stored.get(actor);
+                fenced.extend(
+                    stamps
+                        .iter()
+                        .filter(|(epoch, _)| current != Some(epoch))
+                        .map(|(_, incarnation)| *incarnation),
+                );
             }
             if !fenced.is_empty() {
                 return Err(CommitError::Fenced(fenced));
@@ -718,5 +724,84 @@ mod tests {
             ..committed
         };
         assert_eq!(SqlJournal::settled(pool, &future).await, Some(false));
+    }
+
+    /// One batch can hold an entity's old incarnation and its new one: each submission is
+    /// checked against its own epoch, so the old one's is fenced and writes nothing (a key it
+    /// wrote would be one the new incarnation's digests do not know), and the new one's
+    /// commits, in either order.
+    #[tokio::test]
+    async fn a_batch_fences_each_submission_by_its_own_epoch() {
+        use actors::journal::{
+            spawn_writer, ActorStamp, IdempotencyRecord, JournalSettings, NoSink,
+        };
+        use actors::{ActorError, DomainEvent};
+
+        let (_dir, db) = crate::store::test_db().await;
+        let journal = Arc::new(SqlJournal::new(db.clone(), Arc::default()));
+        let settings = JournalSettings {
+            batch_window: std::time::Duration::from_millis(200),
+            ..JournalSettings::default()
+        };
+        let (handle, _writer) =
+            spawn_writer::<DomainEvent, _, _, _>(settings, journal, Arc::new(NoSink), Arc::new(()));
+        let stored_keys = |id: &'static str| {
+            let db = db.clone();
+            async move {
+                let keys: Vec<String> = on_db!(&db, pool => sqlx::query_scalar(
+                    "SELECT key FROM idempotency WHERE kind = 'wallet' AND actor_id = $1 \
+                     ORDER BY key")
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await
+                    .unwrap());
+                keys
+            }
+        };
+        for (id, new_first) in [("w1", true), ("w2", false)] {
+            assert_eq!(raise_epoch(&db, "wallet", id).await.unwrap(), 1);
+            assert_eq!(raise_epoch(&db, "wallet", id).await.unwrap(), 2);
+            let mut answers = Vec::new();
+            let order = if new_first {
+                [(2, "new"), (1, "old")]
+            } else {
+                [(1, "old"), (2, "new")]
+            };
+            for (epoch, key) in order {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let stamp = ActorStamp {
+                    kind: "wallet",
+                    id: id.to_owned(),
+                    incarnation: u64::try_from(epoch).unwrap() + if new_first { 0 } else { 10 },
+                    epoch,
+                };
+                let record = IdempotencyRecord {
+                    key: key.to_owned(),
+                    fingerprint: "f".into(),
+                    reply: b"{}".to_vec(),
+                };
+                handle.reserve().unwrap().submit(
+                    stamp,
+                    Vec::new(),
+                    Some(record),
+                    move |result| {
+                        let _ = tx.send(result);
+                    },
+                    Arc::new(|_| {}),
+                );
+                answers.push((key, rx));
+            }
+            for (key, rx) in answers {
+                let result = rx.await.unwrap();
+                match key {
+                    "new" => assert_eq!(result, Ok(()), "{id}"),
+                    _ => assert!(
+                        matches!(result, Err(ActorError::NotStored(_))),
+                        "{id}: {result:?}"
+                    ),
+                }
+            }
+            assert_eq!(stored_keys(id).await, vec!["new".to_owned()], "{id}");
+        }
     }
 }
