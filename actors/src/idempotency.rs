@@ -89,11 +89,15 @@ pub enum StoredKeys {
 }
 
 impl StoredKeys {
-    /// The digests of these keys, or [`StoredKeys::Unknown`] if there are more than `max`.
+    /// The digests of these keys, or [`StoredKeys::Unknown`] if there are more than `max` keys
+    /// (counted as keys: two that share a digest are still two), or `max` is zero.
     pub fn from_keys<'k>(keys: impl IntoIterator<Item = &'k str>, max: usize) -> Self {
+        if max == 0 {
+            return StoredKeys::Unknown;
+        }
         let mut digests = HashSet::new();
-        for key in keys {
-            if digests.len() >= max {
+        for (read, key) in keys.into_iter().enumerate() {
+            if read >= max {
                 return StoredKeys::Unknown;
             }
             digests.insert(key_digest(key));
@@ -164,7 +168,9 @@ impl<R: Clone> SeenKeys<R> {
     pub(crate) fn loaded(&mut self, stored: StoredKeys) {
         self.activated_at = Instant::now();
         self.stored = match stored {
-            StoredKeys::Digests(digests) if digests.len() <= self.digests_max => {
+            StoredKeys::Digests(digests)
+                if self.digests_max > 0 && digests.len() <= self.digests_max =>
+            {
                 StoredKeys::Digests(digests)
             }
             _ => StoredKeys::Unknown,

@@ -235,6 +235,10 @@ impl Default for JournalSettings {
 /// halving, ten halvings for 1,024), not one commit per submission.
 const REFUSED_RETRIES_MAX: usize = 64;
 
+/// Why a fenced submission was not stored (`ActorError::NotStored`): the registry tells it from
+/// other failures by it.
+pub(crate) const FENCED: &str = "this entity is now owned by a newer activation";
+
 /// How many failed incarnations the writer remembers. Their stragglers arrive right after the
 /// failure (they were queued before the reset), so a short memory is enough.
 const POISONED_REMEMBERED_MAX: usize = 4096;
@@ -445,10 +449,7 @@ where
                     .as_ref()
                     .is_none_or(|a| !fenced.contains(&a.incarnation))
             });
-            self.fail(
-                stale,
-                &ActorError::NotStored("this entity is now owned by a newer activation".into()),
-            );
+            self.fail(stale, &ActorError::NotStored(FENCED.into()));
             live = kept;
             result = self.commit(&live).await;
         }

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::entity::Entity;
 use crate::idempotency::{KeyState, SeenKeys, StoredKeys};
-use crate::journal::{ActorStamp, IdempotencyRecord, JournalHandle};
+use crate::journal::{ActorStamp, IdempotencyRecord, JournalHandle, FENCED};
 use crate::{ActorError, IdempotencyKey, Request};
 
 /// An entity's state as loaded from the store, with the fencing epoch its activation raised.
@@ -219,6 +219,7 @@ where
     /// Send a command to the entity's actor and wait for its durable reply.
     pub async fn ask(&self, id: A::Id, request: Request<A::Command>) -> Reply<A> {
         let mut request = request;
+        let keyed = request.idempotency.clone();
         // Whether the actor asked for a store lookup of the command's key.
         let mut look = false;
         // A command goes round at most five times: a stale address (the actor stopped between
@@ -263,6 +264,9 @@ where
                 }
             }
             match rx.await {
+                Ok(Answer::Done(Err(ActorError::NotStored(why)))) if why == FENCED => {
+                    return self.fenced(&id, keyed.as_ref()).await
+                }
                 Ok(Answer::Done(reply)) => return reply,
                 Ok(Answer::LookAgain(back)) => {
                     request = back;
@@ -304,8 +308,13 @@ where
     /// not confirmed). Commands in its mailbox, and every later one, go to a fresh incarnation,
     /// which loads the entity from the store; what the old one has in flight settles as usual.
     pub fn reset_if_live(&self, id: &A::Id) {
-        if let Some((_, slot)) = self.inner.actors.remove(id) {
+        // The flag is set before the slot goes, so that the old incarnation stops deciding
+        // before a new one can load (a command it decides after that is fenced anyway).
+        let removed = self.inner.actors.remove_if(id, |_, slot| {
             slot.reset.store(true, Ordering::Release);
+            true
+        });
+        if let Some((_, slot)) = removed {
             self.inner.stats.resets.fetch_add(1, Ordering::Relaxed);
             slot.addr.do_send(ResetNow);
         }
@@ -333,6 +342,20 @@ where
         serde_json::from_slice(&stored.reply)
             .map(Some)
             .map_err(|e| ActorError::Unavailable(format!("stored reply unreadable: {e}")))
+    }
+
+    /// A keyed command whose batch was fenced wrote nothing, and yet its key may be stored: a
+    /// newer activation (on another node, whose commits this actor's digests do not know) may
+    /// have committed it first. The store says which.
+    async fn fenced(&self, id: &A::Id, keyed: Option<&(IdempotencyKey, String)>) -> Reply<A> {
+        if let Some((key, fingerprint)) = keyed {
+            match self.stored_reply(id, key, fingerprint).await {
+                Ok(Some(reply)) => return Ok(reply),
+                Err(ActorError::KeyReused) => return Err(ActorError::KeyReused),
+                Ok(None) | Err(_) => {}
+            }
+        }
+        Err(ActorError::NotStored(FENCED.into()))
     }
 
     /// Whether a keyed command for the entity should be looked up in the store before it is
