@@ -237,6 +237,20 @@ mod tests {
         (dir, db)
     }
 
+    /// 50,000 wallet keys, `prefix` and a number, spread over actors `u0` to `u499`.
+    async fn fill(db: &Db, prefix: &str) {
+        let reply = match db {
+            Db::Postgres(_) => "'\\x00'::bytea",
+            Db::Sqlite(_) => "X'00'",
+        };
+        let fill = format!(
+            "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, created_at) \
+             SELECT 'wallet', 'u' || (n % 500), '{prefix}' || n, 'f', {reply}, 0 FROM {}",
+            plans::ONE_TO_50000
+        );
+        on_db!(db, pool => sqlx::query(&fill).execute(pool).await.map(drop).unwrap());
+    }
+
     #[tokio::test]
     async fn many_callers_at_once_each_get_their_own_key_answered() {
         let (_dir, db) = store_with(&[
@@ -308,11 +322,7 @@ mod tests {
     async fn a_lookup_reads_each_key_through_the_primary_key_however_large_the_table() {
         let (_dir, db) = store_with(&[]).await;
         // Far more rows than the statistics know of: none were gathered since the table was made.
-        let fill = format!(
-            "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, created_at) \
-             SELECT 'wallet', 'u' || (n % 500), 'k' || n, 'f', REPLY, 0 FROM {}",
-            plans::ONE_TO_50000
-        );
+        fill(&db, "k").await;
         let batch: Vec<Wanted> = (0..KEYS_PER_LOOKUP)
             .map(|n| Wanted {
                 actor_id: format!("u{}", n % 500),
@@ -322,8 +332,6 @@ mod tests {
             .collect();
         let plan = match &db {
             Db::Postgres(pool) => {
-                let fill = fill.replace("REPLY", "'\\x00'::bytea");
-                sqlx::query(&fill).execute(pool).await.unwrap();
                 let actors: Vec<&str> = batch.iter().map(|w| w.actor_id.as_str()).collect();
                 let keys: Vec<&str> = batch.iter().map(|w| w.key.as_str()).collect();
                 let plan: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {PG_LOOKUP}"))
@@ -336,10 +344,6 @@ mod tests {
                 plans::text(plan, |(line,)| line)
             }
             Db::Sqlite(pool) => {
-                sqlx::query(&fill.replace("REPLY", "X'00'"))
-                    .execute(pool)
-                    .await
-                    .unwrap();
                 let plan: Vec<(i64, i64, i64, String)> =
                     sqlite_lookup("EXPLAIN QUERY PLAN ", "wallet", &batch)
                         .build_query_as()
@@ -388,17 +392,9 @@ mod tests {
             StoredKeys::Digests(Default::default())
         );
 
-        let fill = format!(
-            "INSERT INTO idempotency (kind, actor_id, key, fingerprint, reply, created_at) \
-             SELECT 'wallet', 'u' || (n % 500), 'x' || n, 'f', REPLY, 0 FROM {}",
-            plans::ONE_TO_50000
-        );
+        fill(&db, "x").await;
         let plan = match &db {
             Db::Postgres(pool) => {
-                sqlx::query(&fill.replace("REPLY", "'\\x00'::bytea"))
-                    .execute(pool)
-                    .await
-                    .unwrap();
                 let plan: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {STORED_KEYS}"))
                     .bind("wallet")
                     .bind("u7")
@@ -409,10 +405,6 @@ mod tests {
                 plans::text(plan, |(line,)| line)
             }
             Db::Sqlite(pool) => {
-                sqlx::query(&fill.replace("REPLY", "X'00'"))
-                    .execute(pool)
-                    .await
-                    .unwrap();
                 let plan: Vec<(i64, i64, i64, String)> =
                     sqlx::query_as(&format!("EXPLAIN QUERY PLAN {STORED_KEYS}"))
                         .bind("wallet")

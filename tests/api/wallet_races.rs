@@ -405,6 +405,14 @@ impl Ledger {
 }
 
 /// Per currency every balance sums to zero, and no user account is below its holds.
+/// The ledger holds exactly `payments` payment transfers, and balances.
+async fn assert_payments_stored(node: &TestNode, payments: i64) {
+    let ledger = Ledger::open(node).await;
+    assert_eq!(ledger.transfers("payment").await, payments);
+    ledger.close().await;
+    assert_ledger_balances(node).await;
+}
+
 async fn assert_ledger_balances(node: &TestNode) {
     let (sums, below_holds) = node.audit().await;
     assert!(
@@ -647,10 +655,7 @@ async fn fresh_request_ids_reach_a_live_wallet_without_a_store_lookup() {
     assert_eq!(last.wallet_balance(), 94);
     assert_eq!(evg.balance(&payor).await, 94);
     assert_eq!(evg.balance(&payee).await, 6);
-    let ledger = Ledger::open(&node).await;
-    assert_eq!(ledger.transfers("payment").await, 6);
-    ledger.close().await;
-    assert_ledger_balances(&node).await;
+    assert_payments_stored(&node, 6).await;
 }
 
 /// A wallet with more stored request ids than its actor holds digests of looks every new id up
@@ -700,10 +705,7 @@ async fn a_wallet_with_more_request_ids_than_its_actor_holds_still_pays_once_per
         .await;
     assert_eq!(after.wallet_balance(), 88, "{after:?}");
     assert_eq!(evg.balance(&payee).await, 12);
-    let ledger = Ledger::open(&node).await;
-    assert_eq!(ledger.transfers("payment").await, 6);
-    ledger.close().await;
-    assert_ledger_balances(&node).await;
+    assert_payments_stored(&node, 6).await;
 }
 
 /// Two nodes on one database: a wallet live on the first, whose digests cannot know what the
@@ -1054,10 +1056,7 @@ async fn a_payment_whose_commit_got_no_answer_is_settled_or_answered_as_unknown(
     assert_eq!(onwards.outcome(), "success", "{onwards:?}");
     assert_eq!(evg.balances(&payee).await, (0, 0));
     assert_eq!(evg.balances(&payor).await, (100, 100));
-    let ledger = Ledger::open(&node).await;
-    assert_eq!(ledger.transfers("payment").await, 3);
-    ledger.close().await;
-    assert_ledger_balances(&node).await;
+    assert_payments_stored(&node, 3).await;
 }
 
 #[actix_web::test]
