@@ -26,6 +26,7 @@ pub struct Metrics {
     pub actors_live: IntGaugeVec,
     pub actor_activations: IntGaugeVec,
     pub actor_key_lookups: IntGaugeVec,
+    pub actor_key_reads: IntGaugeVec,
     pub actor_busy: IntGaugeVec,
     pub bus_topics: IntGauge,
     pub bus_subscriptions: IntGauge,
@@ -114,6 +115,14 @@ impl Metrics {
             ),
             &["kind"],
         ));
+        let actor_key_reads = built(IntGaugeVec::new(
+            Opts::new(
+                "actor_key_reads",
+                "Activations that read their entity's stored idempotency keys since start, by \
+                 kind (an entity known to have more than ACTOR_KEY_DIGESTS_MAX is not read)",
+            ),
+            &["kind"],
+        ));
         let actor_busy = built(IntGaugeVec::new(
             Opts::new(
                 "actor_busy",
@@ -156,6 +165,7 @@ impl Metrics {
         register(Box::new(actors_live.clone()));
         register(Box::new(actor_activations.clone()));
         register(Box::new(actor_key_lookups.clone()));
+        register(Box::new(actor_key_reads.clone()));
         register(Box::new(actor_busy.clone()));
         register(Box::new(bus_topics.clone()));
         register(Box::new(bus_subscriptions.clone()));
@@ -168,6 +178,7 @@ impl Metrics {
             actors_live.with_label_values(&[kind]);
             actor_activations.with_label_values(&[kind]);
             actor_key_lookups.with_label_values(&[kind]);
+            actor_key_reads.with_label_values(&[kind]);
             actor_busy.with_label_values(&[kind]);
         }
         Metrics {
@@ -185,6 +196,7 @@ impl Metrics {
             actors_live,
             actor_activations,
             actor_key_lookups,
+            actor_key_reads,
             actor_busy,
             bus_topics,
             bus_subscriptions,

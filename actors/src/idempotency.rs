@@ -83,14 +83,19 @@ pub enum StoredKeys {
     /// The digests ([`key_digest`]) of every key stored for the entity when it loaded. A key
     /// whose digest is not among them was never stored.
     Digests(HashSet<u64>),
-    /// Not known (the entity has more keys than an activation holds, or its loader does not
-    /// read them): every key the actor has not seen is looked up in the store.
+    /// More than an activation holds digests of: every key the actor has not seen is looked up
+    /// in the store. Keys are never deleted, so this stays true of the entity, and the registry
+    /// remembers it instead of reading the keys again at the next activation.
+    TooMany,
+    /// Not known (the loader does not read keys, or digests are turned off): every key the
+    /// actor has not seen is looked up in the store.
     Unknown,
 }
 
 impl StoredKeys {
-    /// The digests of these keys, or [`StoredKeys::Unknown`] if there are more than `max` keys
-    /// (counted as keys: two that share a digest are still two), or `max` is zero.
+    /// The digests of these keys, or [`StoredKeys::TooMany`] if there are more than `max` keys
+    /// (counted as keys: two that share a digest are still two), or [`StoredKeys::Unknown`] if
+    /// `max` is zero.
     pub fn from_keys<'k>(keys: impl IntoIterator<Item = &'k str>, max: usize) -> Self {
         if max == 0 {
             return StoredKeys::Unknown;
@@ -98,7 +103,7 @@ impl StoredKeys {
         let mut digests = HashSet::new();
         for (read, key) in keys.into_iter().enumerate() {
             if read >= max {
-                return StoredKeys::Unknown;
+                return StoredKeys::TooMany;
             }
             digests.insert(key_digest(key));
         }
@@ -129,9 +134,10 @@ pub(crate) struct SeenKeys<R> {
     /// for it (the load's epoch raise waits for that batch), so it is made again.
     activated_at: Instant,
     /// The keys that may be in the store: those stored when the incarnation loaded, and every
-    /// key it took since (a forgotten one may have committed). `Unknown` until loaded.
+    /// key it took since (a forgotten one may have committed). `Unknown` until loaded,
+    /// `TooMany` once past `digests_max`.
     stored: StoredKeys,
-    /// Digests held at most; beyond them `stored` becomes `Unknown`.
+    /// Digests held at most; beyond them `stored` becomes `TooMany`.
     digests_max: usize,
     /// Shared with the registry: set while `stored` is `Unknown`, so that callers look their
     /// key up before they send, not after the actor asks them to.
@@ -168,15 +174,20 @@ impl<R: Clone> SeenKeys<R> {
     pub(crate) fn loaded(&mut self, stored: StoredKeys) {
         self.activated_at = Instant::now();
         self.stored = match stored {
-            StoredKeys::Digests(digests)
-                if self.digests_max > 0 && digests.len() <= self.digests_max =>
-            {
-                StoredKeys::Digests(digests)
-            }
-            _ => StoredKeys::Unknown,
+            StoredKeys::Digests(_) if self.digests_max == 0 => StoredKeys::Unknown,
+            StoredKeys::Digests(digests) if digests.len() > self.digests_max => StoredKeys::TooMany,
+            stored => stored,
         };
-        self.look_first
-            .store(self.stored == StoredKeys::Unknown, Ordering::Release);
+        self.look_first.store(
+            !matches!(self.stored, StoredKeys::Digests(_)),
+            Ordering::Release,
+        );
+    }
+
+    /// Whether the entity is known to have more stored keys than the incarnation holds digests
+    /// of (read so at activation, or passed since).
+    pub(crate) fn too_many(&self) -> bool {
+        matches!(self.stored, StoredKeys::TooMany)
     }
 
     /// `store_checked_at` is when the caller looked the key up in the store, if it did.
@@ -202,7 +213,7 @@ impl<R: Clone> SeenKeys<R> {
     fn never_stored(&self, key: &IdempotencyKey) -> bool {
         match &self.stored {
             StoredKeys::Digests(digests) => !digests.contains(&key_digest(key.as_str())),
-            StoredKeys::Unknown => false,
+            StoredKeys::TooMany | StoredKeys::Unknown => false,
         }
     }
 
@@ -215,7 +226,7 @@ impl<R: Clone> SeenKeys<R> {
         if let StoredKeys::Digests(digests) = &mut self.stored {
             digests.insert(key_digest(key.as_str()));
             if digests.len() > self.digests_max {
-                self.stored = StoredKeys::Unknown;
+                self.stored = StoredKeys::TooMany;
                 self.look_first.store(true, Ordering::Release);
             }
         }

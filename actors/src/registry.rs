@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use async_trait::async_trait;
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
 use tokio::sync::oneshot;
 
 use crate::entity::Entity;
@@ -124,7 +124,13 @@ pub struct RegistryStats {
     pub busy: AtomicU64,
     /// Idempotency keys looked up in the store.
     pub key_lookups: AtomicU64,
+    /// Activations that read their entity's stored keys ([`Loader::stored_keys`]).
+    pub key_reads: AtomicU64,
 }
+
+/// Entities a registry remembers as having more stored keys than an activation holds digests
+/// of, at most: beyond them, such an entity's activations read its keys again.
+const TOO_MANY_KEYS_REMEMBERED: usize = 65_536;
 
 type Reply<A> = Result<<A as Entity>::Reply, ActorError>;
 
@@ -155,6 +161,21 @@ where
     journal: JournalHandle<E>,
     settings: RegistrySettings,
     stats: RegistryStats,
+    /// Entities known to have more stored keys than `settings.key_digests_max`. Keys are never
+    /// deleted, so an entity stays in it; its activations skip reading keys they would
+    /// discard (up to `key_digests_max + 1` of them) and look every new key up.
+    too_many_keys: DashSet<A::Id>,
+}
+
+impl<A: Entity, E: Send + Sync + 'static> Inner<A, E>
+where
+    A::Event: Into<E>,
+{
+    fn remember_too_many_keys(&self, id: &A::Id) {
+        if self.too_many_keys.len() < TOO_MANY_KEYS_REMEMBERED {
+            self.too_many_keys.insert(id.clone());
+        }
+    }
 }
 
 /// The live actors of one entity kind.
@@ -199,6 +220,7 @@ where
                 journal,
                 settings,
                 stats: RegistryStats::default(),
+                too_many_keys: DashSet::new(),
             }),
         }
     }
@@ -510,9 +532,18 @@ where
         let loader = Arc::clone(&registry.loader);
         let id = self.id.clone();
         let digests_max = registry.settings.key_digests_max;
+        let read_keys = digests_max > 0 && !registry.too_many_keys.contains(&id);
+        let reads = Arc::clone(&registry);
         let load = async move {
             let loaded = loader.load(&id).await?;
-            let stored_keys = loader.stored_keys(&id, digests_max).await?;
+            let stored_keys = if read_keys {
+                reads.stats.key_reads.fetch_add(1, Ordering::Relaxed);
+                loader.stored_keys(&id, digests_max).await?
+            } else if digests_max > 0 {
+                StoredKeys::TooMany
+            } else {
+                StoredKeys::Unknown
+            };
             Ok::<_, String>((loaded, stored_keys))
         };
         // `wait` holds every message back until the state is in memory.
@@ -521,6 +552,11 @@ where
                 actor.state = Some(loaded.state);
                 actor.epoch = loaded.epoch;
                 actor.keys.loaded(stored_keys);
+                if actor.keys.too_many() {
+                    if let Some(registry) = actor.registry.upgrade() {
+                        registry.remember_too_many_keys(&actor.id);
+                    }
+                }
                 actor.last_active = Instant::now();
             }
             Err(error) => {
@@ -655,7 +691,15 @@ where
                 fingerprint: fingerprint.clone(),
                 reply,
             };
-            (record, self.keys.insert(key, fingerprint))
+            let was_too_many = self.keys.too_many();
+            let settle = self.keys.insert(key, fingerprint);
+            if !was_too_many && self.keys.too_many() {
+                // Passed the bound: the next incarnations need not read the keys.
+                if let Some(registry) = self.registry.upgrade() {
+                    registry.remember_too_many_keys(&self.id);
+                }
+            }
+            (record, settle)
         });
         let nothing_to_write = outcome.events.is_empty() && settle.is_none();
         if nothing_to_write && self.inflight.load(Ordering::Acquire) == 0 {

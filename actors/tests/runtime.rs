@@ -1213,3 +1213,83 @@ async fn new_keys_need_no_store_lookup_once_the_actor_knows_its_stored_keys() {
     assert!(h.store.duplicate_keys().is_empty());
     assert_eq!(balance(&h.registry, "n").await, 31);
 }
+
+/// 21. An entity found to have more stored keys than its actor holds digests of is not read
+///     again by that registry: keys are never deleted, so its later activations skip reading
+///     keys they would discard and look every new key up. Repeats are still answered once. An
+///     entity under the bound is read at each activation; another registry over the same store
+///     (another node) reads it once.
+#[actix_rt::test]
+async fn an_entity_with_too_many_stored_keys_is_not_read_at_each_activation() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let settings = RegistrySettings {
+        key_digests_max: 2,
+        ..registry_settings()
+    };
+    let h = harness(journal_settings(), settings);
+    let reads = |registry: &AccountRegistry| registry.stats().key_reads.load(Relaxed);
+    let lookups = |registry: &AccountRegistry| registry.stats().key_lookups.load(Relaxed);
+
+    // Under the bound: read at every activation.
+    assert!(
+        ask_request(&h.registry, "few", keyed(Cmd::Deposit(1), "f1", "1"))
+            .await
+            .is_ok()
+    );
+    assert_eq!(reads(&h.registry), 1);
+    h.registry.reset_if_live(&"few".to_owned());
+    assert_eq!(balance(&h.registry, "few").await, 1);
+    assert_eq!(reads(&h.registry), 2, "read again after the reset");
+
+    // Passing the bound while live: the next incarnation does not read.
+    for (key, amount) in [("m1", 1), ("m2", 2), ("m3", 4)] {
+        let fingerprint = amount.to_string();
+        let answer = ask_request(
+            &h.registry,
+            "many",
+            keyed(Cmd::Deposit(amount), key, &fingerprint),
+        )
+        .await;
+        assert!(answer.is_ok(), "{key}: {answer:?}");
+    }
+    assert_eq!(reads(&h.registry), 3);
+    h.registry.reset_if_live(&"many".to_owned());
+    assert_eq!(balance(&h.registry, "many").await, 7);
+    assert_eq!(reads(&h.registry), 3, "known to have too many: not read");
+    let before = lookups(&h.registry);
+    assert_eq!(
+        ask_request(&h.registry, "many", keyed(Cmd::Deposit(1), "m1", "1")).await,
+        Ok(Reply::Balance(1)),
+        "a repeat gets the first answer, from the store"
+    );
+    assert_eq!(
+        ask_request(&h.registry, "many", keyed(Cmd::Deposit(8), "m4", "8")).await,
+        Ok(Reply::Balance(15))
+    );
+    assert_eq!(lookups(&h.registry), before + 2, "every key looked up");
+
+    // A registry that has not met the entity reads it once, finds too many, and does not read
+    // it again.
+    let pool = actors::registry::ArbiterPool::start(1);
+    let loader: Arc<dyn actors::registry::Loader<Account>> = h.store.clone();
+    let other = actors::registry::Registry::new(pool.clone(), loader, h.journal.clone(), settings);
+    assert_eq!(balance(&other, "many").await, 15);
+    assert_eq!(reads(&other), 1);
+    other.reset_if_live(&"many".to_owned());
+    assert_eq!(balance(&other, "many").await, 15);
+    assert_eq!(reads(&other), 1, "read once");
+    assert_eq!(
+        ask_request(&other, "many", keyed(Cmd::Deposit(8), "m4", "8")).await,
+        Ok(Reply::Balance(15)),
+        "a repeat on the other registry gets the first answer"
+    );
+    assert_eq!(
+        ask_request(&other, "many", keyed(Cmd::Deposit(16), "m5", "16")).await,
+        Ok(Reply::Balance(31))
+    );
+    within(10, h.journal.flush()).await.unwrap();
+    assert_eq!(h.store.deposits("many"), vec![1, 2, 4, 8, 16]);
+    assert!(h.store.duplicate_keys().is_empty());
+    drop(other);
+    pool.stop();
+}

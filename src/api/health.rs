@@ -106,6 +106,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             kind,
             stats.key_lookups.load(relaxed),
         );
+        set(
+            &state.metrics.actor_key_reads,
+            kind,
+            stats.key_reads.load(relaxed),
+        );
         set(&state.metrics.actor_busy, kind, stats.busy.load(relaxed));
     }
     set(&state.metrics.payee_cache, "hit", state.user_ids.hits());

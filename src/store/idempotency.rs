@@ -385,7 +385,7 @@ mod tests {
         assert_eq!(digests, expected.into_iter().collect());
         assert_eq!(
             stored_keys(&db, "wallet", "u1", 1).await.unwrap(),
-            StoredKeys::Unknown
+            StoredKeys::TooMany
         );
         assert_eq!(
             stored_keys(&db, "wallet", "nobody", 1).await.unwrap(),

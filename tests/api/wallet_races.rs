@@ -587,11 +587,20 @@ async fn a_repeated_request_id_moves_money_once_and_always_gets_the_first_answer
 /// `node_actor_key_lookups{kind="wallet"}`: keyed wallet commands looked up in the store
 /// before they reached their actor.
 async fn wallet_key_lookups(node: &TestNode) -> u64 {
+    wallet_counter(node, "node_actor_key_lookups").await
+}
+
+/// `node_actor_key_reads{kind="wallet"}`: wallet activations that read their stored keys.
+async fn wallet_key_reads(node: &TestNode) -> u64 {
+    wallet_counter(node, "node_actor_key_reads").await
+}
+
+async fn wallet_counter(node: &TestNode, family: &str) -> u64 {
     let metrics = node.metrics().await;
-    let prefix = "node_actor_key_lookups{kind=\"wallet\"} ";
+    let prefix = format!("{family}{{kind=\"wallet\"}} ");
     metrics
         .lines()
-        .find_map(|line| line.strip_prefix(prefix)?.parse().ok())
+        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
         .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
 }
 
@@ -632,10 +641,13 @@ async fn fresh_request_ids_reach_a_live_wallet_without_a_store_lookup() {
         "fresh ids to a live wallet are not looked up"
     );
 
-    // Reloaded (a read wakes the new incarnation), the wallet holds the ids' digests: each
-    // repeat is sent back to be looked up, once, and answered from the store.
+    // Reloaded (a read wakes the new incarnation, which reads its stored ids), the wallet holds
+    // the ids' digests: each repeat is sent back to be looked up, once, and answered from the
+    // store.
+    let reads = wallet_key_reads(&node).await;
     reset_wallet(&node, &evg, &payor).await;
     assert_eq!(evg.balance(&payor).await, 95);
+    assert_eq!(wallet_key_reads(&node).await, reads + 1);
     let reloaded = wallet_key_lookups(&node).await;
     for (request_id, first) in &answers {
         assert_eq!(
@@ -660,7 +672,7 @@ async fn fresh_request_ids_reach_a_live_wallet_without_a_store_lookup() {
 
 /// A wallet with more stored request ids than its actor holds digests of looks every new id up
 /// first, and still moves money once per id, whether a repeat comes alone, twice at once, or
-/// after the wallet was reloaded.
+/// after the wallet was reloaded, which does not read its ids again.
 #[actix_web::test]
 async fn a_wallet_with_more_request_ids_than_its_actor_holds_still_pays_once_per_id() {
     let node = spawn_node_with(|settings| settings.actor_key_digests_max = 2).await;
@@ -689,8 +701,11 @@ async fn a_wallet_with_more_request_ids_than_its_actor_holds_still_pays_once_per
             first
         );
     }
+    // Reloaded, the wallet does not read its ids again: the node knows there are too many.
+    let reads = wallet_key_reads(&node).await;
     reset_wallet(&node, &evg, &payor).await;
     assert_eq!(evg.balance(&payor).await, 90);
+    assert_eq!(wallet_key_reads(&node).await, reads, "not read again");
     for (request_id, first) in &answers {
         let (one, two) = futures_util::future::join(
             evg.pay(&payor, &payee.evg_id, "2", request_id),
