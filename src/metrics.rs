@@ -119,7 +119,8 @@ impl Metrics {
             Opts::new(
                 "actor_key_reads",
                 "Activations that read their entity's stored idempotency keys since start, by \
-                 kind (an entity known to have more than ACTOR_KEY_DIGESTS_MAX is not read)",
+                 kind (wallets and conversations; an entity whose read found more than \
+                 ACTOR_KEY_DIGESTS_MAX is not read again)",
             ),
             &["kind"],
         ));

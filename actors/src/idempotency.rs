@@ -83,9 +83,10 @@ pub enum StoredKeys {
     /// The digests ([`key_digest`]) of every key stored for the entity when it loaded. A key
     /// whose digest is not among them was never stored.
     Digests(HashSet<u64>),
-    /// More than an activation holds digests of: every key the actor has not seen is looked up
-    /// in the store. Keys are never deleted, so this stays true of the entity, and the registry
-    /// remembers it instead of reading the keys again at the next activation.
+    /// More than an activation holds digests of (read so, or passed while live): every key the
+    /// actor has not seen is looked up in the store. Keys are never deleted, so a read that
+    /// found too many stays true of the entity, and the registry remembers it instead of
+    /// reading the keys again at the next activation.
     TooMany,
     /// Not known (the loader does not read keys, or digests are turned off): every key the
     /// actor has not seen is looked up in the store.
@@ -139,8 +140,8 @@ pub(crate) struct SeenKeys<R> {
     stored: StoredKeys,
     /// Digests held at most; beyond them `stored` becomes `TooMany`.
     digests_max: usize,
-    /// Shared with the registry: set while `stored` is `Unknown`, so that callers look their
-    /// key up before they send, not after the actor asks them to.
+    /// Shared with the registry: set while `stored` holds no digests, so that callers look
+    /// their key up before they send, not after the actor asks them to.
     look_first: Arc<AtomicBool>,
 }
 
@@ -174,7 +175,7 @@ impl<R: Clone> SeenKeys<R> {
     pub(crate) fn loaded(&mut self, stored: StoredKeys) {
         self.activated_at = Instant::now();
         self.stored = match stored {
-            StoredKeys::Digests(_) if self.digests_max == 0 => StoredKeys::Unknown,
+            _ if self.digests_max == 0 => StoredKeys::Unknown,
             StoredKeys::Digests(digests) if digests.len() > self.digests_max => StoredKeys::TooMany,
             stored => stored,
         };
@@ -182,12 +183,6 @@ impl<R: Clone> SeenKeys<R> {
             !matches!(self.stored, StoredKeys::Digests(_)),
             Ordering::Release,
         );
-    }
-
-    /// Whether the entity is known to have more stored keys than the incarnation holds digests
-    /// of (read so at activation, or passed since).
-    pub(crate) fn too_many(&self) -> bool {
-        matches!(self.stored, StoredKeys::TooMany)
     }
 
     /// `store_checked_at` is when the caller looked the key up in the store, if it did.

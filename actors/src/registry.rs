@@ -52,9 +52,11 @@ pub trait Loader<A: Entity>: Send + Sync + 'static {
         key: &IdempotencyKey,
     ) -> Result<Option<StoredReply>, String>;
 
-    /// The keys stored for the entity, if it has at most `max` of them. Called right after
-    /// [`Loader::load`], whose epoch raise keeps any older activation from storing one after
-    /// this read. The default knows none, and every key is then looked up in the store.
+    /// The keys stored for the entity, if it has at most `max` of them, else
+    /// [`StoredKeys::TooMany`]. Called right after [`Loader::load`], whose epoch raise keeps
+    /// any older activation from storing one after this read; not called when `max` is zero,
+    /// nor for an entity the registry already found past `max`. The default knows none
+    /// ([`StoredKeys::Unknown`]), and every key is then looked up in the store.
     async fn stored_keys(&self, _id: &A::Id, _max: usize) -> Result<StoredKeys, String> {
         Ok(StoredKeys::Unknown)
     }
@@ -124,7 +126,8 @@ pub struct RegistryStats {
     pub busy: AtomicU64,
     /// Idempotency keys looked up in the store.
     pub key_lookups: AtomicU64,
-    /// Activations that read their entity's stored keys ([`Loader::stored_keys`]).
+    /// Activations that read their entity's stored keys ([`Loader::stored_keys`], with an
+    /// answer other than [`StoredKeys::Unknown`]).
     pub key_reads: AtomicU64,
 }
 
@@ -161,9 +164,10 @@ where
     journal: JournalHandle<E>,
     settings: RegistrySettings,
     stats: RegistryStats,
-    /// Entities known to have more stored keys than `settings.key_digests_max`. Keys are never
-    /// deleted, so an entity stays in it; its activations skip reading keys they would
-    /// discard (up to `key_digests_max + 1` of them) and look every new key up.
+    /// Entities whose activation read more stored keys than `settings.key_digests_max`. Keys
+    /// are never deleted, so an entity stays past the bound; its later activations skip
+    /// reading keys they would discard (`key_digests_max + 1` of them) and look every new key
+    /// up.
     too_many_keys: DashSet<A::Id>,
 }
 
@@ -533,11 +537,9 @@ where
         let id = self.id.clone();
         let digests_max = registry.settings.key_digests_max;
         let read_keys = digests_max > 0 && !registry.too_many_keys.contains(&id);
-        let reads = Arc::clone(&registry);
         let load = async move {
             let loaded = loader.load(&id).await?;
             let stored_keys = if read_keys {
-                reads.stats.key_reads.fetch_add(1, Ordering::Relaxed);
                 loader.stored_keys(&id, digests_max).await?
             } else if digests_max > 0 {
                 StoredKeys::TooMany
@@ -547,16 +549,21 @@ where
             Ok::<_, String>((loaded, stored_keys))
         };
         // `wait` holds every message back until the state is in memory.
-        ctx.wait(load.into_actor(self).map(|loaded, actor, ctx| match loaded {
+        ctx.wait(load.into_actor(self).map(move |loaded, actor, ctx| match loaded {
             Ok((loaded, stored_keys)) => {
+                if read_keys && stored_keys != StoredKeys::Unknown {
+                    if let Some(registry) = actor.registry.upgrade() {
+                        registry.stats.key_reads.fetch_add(1, Ordering::Relaxed);
+                        // Only a read past the bound is remembered: keys an incarnation takes
+                        // may still fail to commit, and the store's count is what lasts.
+                        if stored_keys == StoredKeys::TooMany {
+                            registry.remember_too_many_keys(&actor.id);
+                        }
+                    }
+                }
                 actor.state = Some(loaded.state);
                 actor.epoch = loaded.epoch;
                 actor.keys.loaded(stored_keys);
-                if actor.keys.too_many() {
-                    if let Some(registry) = actor.registry.upgrade() {
-                        registry.remember_too_many_keys(&actor.id);
-                    }
-                }
                 actor.last_active = Instant::now();
             }
             Err(error) => {
@@ -691,15 +698,7 @@ where
                 fingerprint: fingerprint.clone(),
                 reply,
             };
-            let was_too_many = self.keys.too_many();
-            let settle = self.keys.insert(key, fingerprint);
-            if !was_too_many && self.keys.too_many() {
-                // Passed the bound: the next incarnations need not read the keys.
-                if let Some(registry) = self.registry.upgrade() {
-                    registry.remember_too_many_keys(&self.id);
-                }
-            }
-            (record, settle)
+            (record, self.keys.insert(key, fingerprint))
         });
         let nothing_to_write = outcome.events.is_empty() && settle.is_none();
         if nothing_to_write && self.inflight.load(Ordering::Acquire) == 0 {
