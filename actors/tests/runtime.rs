@@ -736,6 +736,18 @@ async fn idempotent_retries_get_the_first_answer_with(settings: RegistrySettings
     );
     assert_eq!(h.store.balance("i"), 108);
     assert!(h.store.duplicate_keys().is_empty());
+    // Every activation read its stored keys if the actor holds digests, and none did if not.
+    let stats = h.registry.stats();
+    let activations = stats.activations.load(std::sync::atomic::Ordering::Relaxed);
+    let reads = stats.key_reads.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(activations >= 2, "passivated and reloaded: {activations}");
+    let expected = if settings.key_digests_max == 0 {
+        0
+    } else {
+        activations
+    };
+    assert_eq!(reads, expected, "counted");
+    assert_eq!(h.store.key_reads() as u64, expected, "asked of the store");
 }
 
 /// 6c. A duplicate of a keyed command that waits for the first one's outcome gets it, even if

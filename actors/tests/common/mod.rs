@@ -203,6 +203,8 @@ pub struct MemStore {
     loads_open: watch::Sender<bool>,
     /// Commits that have entered `commit` (before the gate).
     entered: watch::Sender<usize>,
+    /// Calls to `stored_keys`.
+    key_reads: AtomicUsize,
 }
 
 impl Default for MemStore {
@@ -224,6 +226,7 @@ impl Default for MemStore {
             commits_open: watch::Sender::new(true),
             loads_open: watch::Sender::new(true),
             entered: watch::Sender::new(0),
+            key_reads: AtomicUsize::new(0),
         }
     }
 }
@@ -321,6 +324,11 @@ impl MemStore {
 
     pub fn entered_now(&self) -> usize {
         *self.entered.borrow()
+    }
+
+    /// Calls to `Loader::stored_keys`, for every entity.
+    pub fn key_reads(&self) -> usize {
+        self.key_reads.load(Ordering::SeqCst)
     }
 
     pub fn loads(&self, id: &str) -> usize {
@@ -492,6 +500,7 @@ impl Loader<Account> for MemStore {
     }
 
     async fn stored_keys(&self, id: &String, max: usize) -> Result<StoredKeys, String> {
+        self.key_reads.fetch_add(1, Ordering::SeqCst);
         let data = self.data.lock().unwrap();
         let keys = data
             .replies
