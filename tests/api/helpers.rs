@@ -256,6 +256,17 @@ impl TestNode {
     pub async fn metrics(&self) -> String {
         self.get("/metrics").await.text().await.unwrap()
     }
+
+    /// One series of the node's metrics, named with its labels (for example
+    /// `node_actor_key_lookups{kind="wallet"}`); fails the test if it is not there.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let metrics = self.metrics().await;
+        let prefix = format!("{series} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    }
 }
 
 type Stream =

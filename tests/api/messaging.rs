@@ -588,16 +588,7 @@ async fn a_retried_post_is_stored_and_delivered_once() {
     assert_eq!(repeated.status(), 201);
     let repeated: Value = repeated.json().await.unwrap();
     assert_eq!(repeated["message"]["id"], ids[0].as_str());
-    let lookups = |metrics: &str| {
-        metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("node_actor_key_lookups{kind=\"conversation\"} ")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .expect("conversation key lookups in /metrics")
-    };
+    let lookups = || node.metric("node_actor_key_lookups{kind=\"conversation\"}");
     let post_keyed = |key: &'static str, content: &'static str| {
         node.http
             .post(node.url("/messaging-api/v1/messages"))
@@ -611,12 +602,12 @@ async fn a_retried_post_is_stored_and_delivered_once() {
         post_keyed("post-2", "wakes it").await.unwrap().status(),
         201
     );
-    let before = lookups(&node.metrics().await);
+    let before = lookups().await;
     assert_eq!(
         post_keyed("post-3", "a fresh key").await.unwrap().status(),
         201
     );
-    assert_eq!(lookups(&node.metrics().await), before, "a fresh key");
+    assert_eq!(lookups().await, before, "a fresh key");
     assert_eq!(
         contents(&node, &host, &thread_id).await,
         vec!["only once", "from the socket", "wakes it", "a fresh key"]

@@ -587,21 +587,12 @@ async fn a_repeated_request_id_moves_money_once_and_always_gets_the_first_answer
 /// `node_actor_key_lookups{kind="wallet"}`: keyed wallet commands looked up in the store
 /// before they reached their actor.
 async fn wallet_key_lookups(node: &TestNode) -> u64 {
-    wallet_counter(node, "node_actor_key_lookups").await
+    node.metric("node_actor_key_lookups{kind=\"wallet\"}").await
 }
 
 /// `node_actor_key_reads{kind="wallet"}`: wallet activations that read their stored keys.
 async fn wallet_key_reads(node: &TestNode) -> u64 {
-    wallet_counter(node, "node_actor_key_reads").await
-}
-
-async fn wallet_counter(node: &TestNode, family: &str) -> u64 {
-    let metrics = node.metrics().await;
-    let prefix = format!("{family}{{kind=\"wallet\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+    node.metric("node_actor_key_reads{kind=\"wallet\"}").await
 }
 
 /// Reset the payor's wallet actor: a failed batch does, and its next command loads a new
