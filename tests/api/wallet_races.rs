@@ -1000,12 +1000,8 @@ fn assert_nothing_changed(answer: &Answer) {
 
 /// The node's count of journal commit attempts with this result.
 async fn attempts(node: &TestNode, result: &str) -> f64 {
-    let metrics = node.metrics().await;
-    let line = format!("node_journal_batches_total{{result=\"{result}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&line)?.parse().ok())
-        .unwrap_or_else(|| panic!("no {line} in {metrics}"))
+    let series = format!("node_journal_batches_total{{result=\"{result}\"}}");
+    node.metric(&series).await as f64
 }
 
 /// A commit that got no answer (the connection broke while the database answered COMMIT, or
